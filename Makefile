@@ -1,0 +1,36 @@
+# Two commands do everything on a fresh clone: `make demo` (the main job) and `make test` (the test suite).
+# Both create .venv and install the pinned dependencies first if needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+# The data at hand: the CIFAR-10 copy beside this clone; without it the official CIFAR-10 is downloaded.
+DATA ?= $(if $(wildcard ../shared/data/cifar10-jpeg/train),../shared/data/cifar10-jpeg,cifar10)
+DEMO_RUN ?= runs/demo-resnet20
+
+demo: $(STAMP)
+	$(BIN)/resnetlab models --family cifar
+	if [ -f $(DEMO_RUN)/config.json ]; then $(BIN)/resnetlab train --resume $(DEMO_RUN); \
+	else $(BIN)/resnetlab train --model resnet20 --data $(DATA) --scale 0.02 --set eval_interval=320 \
+	  --out $(DEMO_RUN); fi
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests $(wildcard benchmarks) hubconf.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

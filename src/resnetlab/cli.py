@@ -1,0 +1,184 @@
+"""The ``resnetlab`` command: a thin wrapper over the library's functions.
+
+Exit codes: 0 success, 1 a ResNetLabError (one clear message on stderr), 2 a usage error (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import ResNetLabError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _parse_value(text: str) -> object:
+    """``--kw key=value`` values: JSON when it parses (numbers, true/false), else the plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _model_kwargs(pairs: Sequence[str]) -> dict[str, object]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ResNetLabError(f"model option {pair!r} must look like key=value (e.g. shortcut=B)")
+        out[key] = _parse_value(value)
+    return out
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import list_models
+    from .models.complexity import complexity_table
+
+    names = list_models(args.family)
+    if args.names_only:
+        print("\n".join(names))
+        return 0
+    print(complexity_table(names))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import check_parity, export_model
+    from .models import create_model, model_info
+    from .models.weights import load_state_dict, read_state_dict
+
+    info = model_info(args.model)
+    try:
+        model = create_model(args.model, **_model_kwargs(args.kw))
+    except TypeError as exc:
+        raise ResNetLabError(f"bad model option for {args.model}: {exc}") from None
+    if args.checkpoint:
+        load_state_dict(model, read_state_dict(args.checkpoint), source=args.checkpoint)
+    size = args.input_size or info.input_size
+    out = export_model(model, args.format, args.out, size)
+    diff = check_parity(model, out, size, batch=3)
+    print(f"wrote {out} ({args.format}); max |exported - eager| at batch 3: {diff:.2e}")
+    return 0
+
+
+def _train_overrides(args: argparse.Namespace) -> list[str]:
+    pairs = list(args.set)
+    for key in ("model", "data", "cache_dir"):
+        value = getattr(args, key)
+        if value is not None:
+            pairs.insert(0, f"{key}={value}")
+    return pairs
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import copy
+    from pathlib import Path
+
+    from .train import apply_overrides, fit, resolve_config
+    from .train.engine import read_run_config
+
+    progress = not args.no_progress
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not run_dir.exists():
+            raise ResNetLabError(f"cannot resume: {run_dir} does not exist (nothing is started in its place)")
+        cfg = None
+        pairs = _train_overrides(args)
+        if pairs or args.scale != 1.0:
+            if args.scale != 1.0:
+                raise ResNetLabError("--scale cannot change a run being resumed; start a new run with --out")
+            cfg = apply_overrides(copy.deepcopy(read_run_config(run_dir)), pairs)
+        result = fit(cfg, run_dir, resume=True, progress=progress)
+    else:
+        if not args.out:
+            raise ResNetLabError("give --out RUN_DIR for a new run (or --resume RUN_DIR to continue one)")
+        cfg = resolve_config(args.recipe, _train_overrides(args), args.scale)
+        result = fit(cfg, args.out, progress=progress)
+    s = result.summary
+    if result.run_dir is not None:
+        print(f"run: {result.run_dir} ({s['iterations']} iterations)")
+    for key in ("train_error", "val_error", "test_error"):
+        if s.get(key) is not None:
+            print(f"{key.replace('_', ' ')}: {s[key]:.2f}%")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .train.report import evaluate_checkpoint
+
+    report = evaluate_checkpoint(args.checkpoint, args.data, args.out, cache_dir=args.cache_dir,
+                                 batch_size=args.batch_size, device=args.device, precision=args.precision,
+                                 progress=not args.no_progress)
+    print(f"{report['model']} at iteration {report['iteration']} on {report['images']} test images of {report['data']}")
+    print(f"top-1 error: {report['top1_error']:.2f}%")
+    print(f"top-5 error: {report['top5_error']:.2f}%")
+    print("per-class accuracy:")
+    for name, acc in report["per_class_accuracy"].items():
+        print(f"  {name:>14s} {acc:6.2f}%")
+    print(f"confusion matrix: {report['out_dir']}/confusion.png and confusion.json")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="resnetlab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("models", help="table of every model: parameters and multiply-adds beside the paper's")
+    p.add_argument("--family", choices=["cifar", "imagenet"], help="only one family")
+    p.add_argument("--names-only", action="store_true", help="print the names only")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("export", help="export a model to ONNX or a torch.export program, checked against eager")
+    p.add_argument("model", help="a registered model name (see `resnetlab models`)")
+    p.add_argument("--format", choices=["onnx", "pt2"], required=True)
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--checkpoint", help="weights to load first (.pt state dict or resnetlab checkpoint)")
+    p.add_argument("--input-size", type=int, help="input side (default: the model's training size)")
+    p.add_argument("--kw", action="append", default=[], metavar="KEY=VALUE",
+                   help="model option, e.g. --kw shortcut=B --kw num_classes=100")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("train", help="train a model with one of the paper's recipes (or resume a run)")
+    p.add_argument("--model", help="a registered model name, e.g. resnet56 (default: the recipe's, resnet20)")
+    p.add_argument("--data", help="image-folder root, CIFAR folder/tarball, or cifar10/cifar100 (downloaded)")
+    p.add_argument("--recipe", default="cifar10_paper", help="named preset (default cifar10_paper)")
+    p.add_argument("--out", help="run directory (new run)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its config is read from it)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply every iteration count of the schedule (milestones, end, intervals) by this")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set lr=0.05 --set precision=bf16 --set model.shortcut=B")
+    p.add_argument("--cache-dir", dest="cache_dir", help="where downloads and decoded data are cached")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint: top-1/top-5 error, per-class accuracy, confusion matrix")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint-NNNNNNN.pt file of a run")
+    p.add_argument("--data", help="data set (default: the one the checkpoint was trained on)")
+    p.add_argument("--out", help="folder for confusion.png/json (default: <checkpoint folder>/eval)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--cache-dir", dest="cache_dir")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ResNetLabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

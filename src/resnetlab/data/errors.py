@@ -1,0 +1,20 @@
+"""Errors and warnings raised by :mod:`resnetlab.data`.
+
+Every problem with the user's data (a missing folder, a corrupt image, a bad download, a damaged archive) is
+reported as a :class:`DataError` whose message says what went wrong *and* what to do about it. The command
+line prints ``error: <message>`` and exits with status 1, so the message must stand on its own.
+"""
+
+from __future__ import annotations
+
+from ..errors import ResNetLabError
+
+__all__ = ["DataError", "DataWarning"]
+
+
+class DataError(ResNetLabError):
+    """A data input is missing, malformed or corrupt; the message names the file and says what to do."""
+
+
+class DataWarning(UserWarning):
+    """A data problem that was worked around (skipped images, a rebuilt cache, an unofficial archive)."""

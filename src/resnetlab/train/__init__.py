@@ -1,0 +1,34 @@
+"""Training: typed config and the paper's recipes, the engine (``train_one_epoch``, ``evaluate``, ``fit``),
+checkpoints that survive crashes, metrics and curves."""
+
+from .checkpoint import CheckpointError, RunLock, latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import RECIPES, ConfigError, TrainConfig, apply_overrides, apply_scale, recipe_config, resolve_config
+from .engine import EvalResult, NonFiniteLossError, RunResult, Trainer, evaluate, fit, load_data
+from .metrics import plot_curves, read_metrics
+from .schedule import LRSchedule, step_lr
+
+__all__ = [
+    "RECIPES",
+    "CheckpointError",
+    "ConfigError",
+    "EvalResult",
+    "LRSchedule",
+    "NonFiniteLossError",
+    "RunLock",
+    "RunResult",
+    "TrainConfig",
+    "Trainer",
+    "apply_overrides",
+    "apply_scale",
+    "evaluate",
+    "fit",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_data",
+    "plot_curves",
+    "read_metrics",
+    "recipe_config",
+    "resolve_config",
+    "save_checkpoint",
+    "step_lr",
+]

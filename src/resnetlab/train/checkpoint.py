@@ -1,0 +1,168 @@
+"""Checkpoints that survive crashes: atomic writes, a SHA-256 beside each file, weights-only loading, a run lock.
+
+``torch.load`` does not verify the CRCs of its zip archive, so a flipped byte inside tensor data loads silently; the
+``.sha256`` file beside every checkpoint catches it. A checkpoint appears under its final name only when complete
+(temp file in the same folder, fsync, rename), so a kill at any moment leaves the previous checkpoints intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.cache import atomic_write
+from ..errors import ResNetLabError
+
+FORMAT = "resnetlab.checkpoint"
+VERSION = 1
+_NAME = re.compile(r"checkpoint-(\d{7,})\.pt")
+
+
+class CheckpointError(ResNetLabError):
+    """A checkpoint that cannot be used: corrupt, truncated, foreign, or failing its checksum."""
+
+
+def checkpoint_name(iteration: int) -> str:
+    return f"checkpoint-{iteration:07d}.pt"
+
+
+def checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
+    """Serialise ``state`` to memory first (a failing object leaves no file), then write ``path`` atomically and
+    its checksum beside it. A full disk raises a CheckpointError; earlier checkpoints are untouched."""
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **state}, buf)
+    data = buf.getvalue()
+    digest = _sha256(data)
+    try:
+        # The checksum goes first: a checkpoint without its checksum is never taken for a good one.
+        atomic_write(checksum_path(path), lambda f: f.write(f"{digest}  {path.name}\n".encode()))
+        atomic_write(path, lambda f: f.write(data))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            if not path.exists():
+                checksum_path(path).unlink()
+        reason = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror or str(exc)
+        raise CheckpointError(
+            f"could not write checkpoint {path}: {reason}. Earlier checkpoints are intact; free space (or choose "
+            f"another --out) and continue with `resnetlab train --resume {path.parent}`"
+        ) from exc
+    return path
+
+
+def verify_checksum(path: Path, data: bytes, required: bool = True) -> None:
+    side = checksum_path(path)
+    if not side.is_file():
+        if required:
+            raise CheckpointError(f"checkpoint {path} has no checksum file {side.name}: it was not completely "
+                                  "written (or not by resnetlab); it cannot be trusted")
+        return
+    expected = side.read_text().split()[0] if side.read_text().strip() else ""
+    if _sha256(data) != expected:
+        raise CheckpointError(f"checkpoint {path} fails its SHA-256 check: the file is damaged (a changed or "
+                              "truncated byte); use an earlier checkpoint")
+
+
+def load_checkpoint(path: str | Path, require_checksum: bool = True) -> dict[str, Any]:
+    """Read and verify a checkpoint; weights-only loading, so a file carrying code is refused, never executed."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    data = path.read_bytes()
+    if not data:
+        raise CheckpointError(f"checkpoint {path} is empty (zero bytes): it was never completely written")
+    verify_checksum(path, data, required=require_checksum)
+    try:
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, random bytes, or a pickle that wants to run code
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]} "
+            "(corrupt, truncated, or not a weights-only PyTorch file; files that would run code are refused)"
+        ) from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a resnetlab training checkpoint (a bare state dict? `resnetlab "
+                              "export --checkpoint` and `load_state_dict` take those)")
+    if obj.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {obj.get('version')}; this resnetlab reads {VERSION}")
+    return obj
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(iteration, path) of every checkpoint file in ``run_dir``, oldest first (valid or not)."""
+    if not run_dir.is_dir():
+        return []
+    found = []
+    for p in run_dir.iterdir():
+        m = _NAME.fullmatch(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: Path, log: Any = print) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint that loads and verifies; damaged newer ones are reported (``log``) and skipped."""
+    for _, path in reversed(list_checkpoints(run_dir)):
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as exc:
+            log(f"warning: skipping {exc}")
+    return None
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints (checksum files too)."""
+    for _, path in list_checkpoints(run_dir)[:-keep]:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        with contextlib.suppress(OSError):
+            checksum_path(path).unlink()
+
+
+class RunLock:
+    """An exclusive lock on a run directory (``RUN_DIR/.lock``), so two processes never train into one run.
+
+    The kernel drops the lock when the process dies (``flock``), so a killed run never leaves a stale lock.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ResNetLabError(
+                f"another process (pid {holder}) is training in {self.path.parent}; wait for it to finish or "
+                "stop it, or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the flock
+            self.fd = None

@@ -1,0 +1,227 @@
+"""Training configuration: one typed dataclass, the paper's recipes as named presets, overrides from the CLI.
+
+The resolved config (recipe + overrides + ``--scale``) is saved as ``RUN_DIR/config.json`` and inside every
+checkpoint, so ``resnetlab train --resume RUN_DIR`` needs nothing else and a checkpoint says how it was made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import ResNetLabError
+
+
+class ConfigError(ResNetLabError, ValueError):
+    """An unknown recipe, an unknown override key or a value of the wrong type."""
+
+
+Precision = Literal["fp32", "bf16", "fp16"]
+WarmupMode = Literal["auto", "on", "off"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run. Iteration counts are *iterations*, not epochs (Sec. 4.2)."""
+
+    # what to train, on what
+    model: str = "resnet20"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"shortcut": "B"}; --set model.shortcut=B
+    data: str = "cifar10"  # image-folder root, official CIFAR folder/tarball, or "cifar10"/"cifar100"
+    cache_dir: str | None = None
+    val_size: int = 5000  # the paper's 45k/5k split (Sec. 4.2); 0 trains on all 50k
+    split_seed: int = 0  # the split is fixed across training seeds: the same 5k images are always held out
+    normalize: Literal["pixel", "channel"] = "pixel"  # per-pixel mean subtraction (Sec. 4.2) or mean/std
+    pad: int = 4  # augmentation: pad 4, random 32x32 crop, random flip (Sec. 4.2)
+    flip: bool = True
+
+    # optimisation (Sec. 4.2): SGD, momentum 0.9, weight decay 1e-4, batch 128
+    batch_size: int = 128  # global batch (over all processes)
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+    milestones: tuple[int, ...] = (32_000, 48_000)  # lr divided by lr_decay^-1 at each
+    lr_decay: float = 0.1
+    max_iters: int = 64_000
+    # ResNet-110/1202: lr 0.01 until the training error is below 80% (about 400 iterations), then back to 0.1
+    warmup: WarmupMode = "auto"  # auto: on for CIFAR depth >= 110, as the paper does
+    warmup_lr: float = 0.01
+    warmup_until_error: float = 80.0  # percent, averaged over the last warmup_window iterations
+    warmup_window: int = 20
+    grad_accum: int = 1  # micro-batches per step (same global batch, less memory)
+    label_smoothing: float = 0.0  # not in the paper; for experiments only
+
+    # bookkeeping
+    seed: int = 0
+    eval_interval: int = 1000  # evaluate on val and test, and checkpoint, every this many iterations
+    log_interval: int = 100  # training loss/error rows in metrics.jsonl
+    keep_checkpoints: int = 2  # newest checkpoints kept (older ones deleted); the final one is always kept
+    eval_test: bool = True  # also evaluate the test set (reported, never used to choose anything)
+    eval_batch_size: int = 1000
+
+    # how
+    device: str = "auto"  # auto: cuda if available, else cpu
+    precision: Precision = "fp32"
+    channels_last: bool = True
+    compile: bool = False  # model.compile(): keeps state-dict keys free of "_orig_mod."
+    sync_bn: bool = False  # GPU only: PyTorch's SyncBatchNorm has no CPU kernel
+    threads: int = 0  # intra-op threads; 0 lets the library choose (all cores of this process's share)
+
+    # provenance
+    recipe: str = "custom"
+    scale: float = 1.0  # already applied to milestones/max_iters/eval_interval/log_interval; kept for the record
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}: the run was made by another version of resnetlab")
+        cfg = cls(**{k: v for k, v in d.items()})
+        cfg.milestones = tuple(int(m) for m in cfg.milestones)
+        return cfg
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# --- recipes ----------------------------------------------------------------------------------------------------------
+RECIPES: dict[str, dict[str, Any]] = {
+    # Sec. 4.2: batch 128, lr 0.1 / 10 at 32k and 48k, stop at 64k, 45k/5k split, per-pixel mean, pad-crop-flip.
+    "cifar10_paper": {"data": "cifar10"},
+    # The same recipe on CIFAR-100 (Identity Mappings paper, Table 2, uses it).
+    "cifar100_paper": {"data": "cifar100"},
+}
+
+_SCALED = ("milestones", "max_iters", "eval_interval", "log_interval")
+
+
+def recipe_config(name: str) -> TrainConfig:
+    if name not in RECIPES:
+        raise ConfigError(f"unknown recipe {name!r}; choose from {', '.join(sorted(RECIPES))}")
+    return TrainConfig(recipe=name, **RECIPES[name])
+
+
+def apply_scale(cfg: TrainConfig, scale: float) -> TrainConfig:
+    """Multiply every iteration count of the schedule by ``scale`` (quick runs keep the schedule's shape)."""
+    if not scale > 0:
+        raise ConfigError(f"--scale must be positive, got {scale}")
+    if scale == 1.0:
+        return cfg
+    cfg.milestones = tuple(max(1, round(m * scale)) for m in cfg.milestones)
+    cfg.max_iters = max(1, round(cfg.max_iters * scale))
+    cfg.eval_interval = max(1, round(cfg.eval_interval * scale))
+    cfg.log_interval = max(min(cfg.log_interval, 10), round(cfg.log_interval * scale))  # >= 10: readable logs
+    cfg.scale = cfg.scale * scale
+    return cfg
+
+
+def _convert(key: str, text: str, hint: Any) -> Any:
+    """Parse ``text`` as the type ``hint`` of field ``key``; a wrong type is a ConfigError naming the key."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in ("none", "null") and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(key, text, inner[0])
+    if origin is Literal:
+        if text not in args:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, args))}, got {text!r}")
+        return text
+    if origin is tuple:
+        parts = [p for p in text.replace("[", "").replace("]", "").split(",") if p.strip()]
+        return tuple(_convert(key, p.strip(), args[0]) for p in parts)
+    if hint is bool:
+        low = text.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key} must be true or false, got {text!r}")
+    if hint in (int, float):
+        try:
+            value = hint(text)
+        except ValueError:
+            try:  # 64e3 for an int field
+                value = float(text)
+            except ValueError:
+                raise ConfigError(f"{key} must be a number ({hint.__name__}), got {text!r}") from None
+            if hint is int and not value.is_integer():
+                raise ConfigError(f"{key} must be a whole number, got {text!r}") from None
+            value = hint(value)
+        return value
+    if hint is str:
+        return text
+    raise ConfigError(f"{key} cannot be set from the command line")
+
+
+def _model_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(cfg: TrainConfig, pairs: list[str] | dict[str, Any]) -> TrainConfig:
+    """Apply ``key=value`` overrides (``--set``); ``model.KEY=VALUE`` sets a model option (``model.shortcut=B``).
+
+    A dict applies typed values directly (from Python); strings are parsed by the field's type.
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    items = pairs.items() if isinstance(pairs, dict) else [_split(p) for p in pairs]
+    for key, value in items:
+        if key.startswith("model."):
+            cfg.model_kwargs = {**cfg.model_kwargs, key[6:]: _model_value(value) if isinstance(value, str) else value}
+            continue
+        if key not in hints or key in ("recipe", "scale"):
+            close = [k for k in hints if key in k or k in key][:3]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"unknown config key {key!r}{hint}; keys: {', '.join(sorted(hints))}")
+        if isinstance(value, str):
+            value = _convert(key, value, hints[key])
+        setattr(cfg, key, value)
+    validate(cfg)
+    return cfg
+
+
+def _split(pair: str) -> tuple[str, str]:
+    key, sep, value = pair.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {pair!r} must look like key=value (e.g. --set lr=0.05)")
+    return key.strip(), value.strip()
+
+
+def validate(cfg: TrainConfig) -> None:
+    checks = [
+        (cfg.batch_size > 0, f"batch_size must be positive, got {cfg.batch_size}"),
+        (cfg.max_iters > 0, f"max_iters must be positive, got {cfg.max_iters}"),
+        (cfg.lr > 0, f"lr must be positive, got {cfg.lr}"),
+        (cfg.grad_accum >= 1, f"grad_accum must be >= 1, got {cfg.grad_accum}"),
+        (cfg.eval_interval > 0 and cfg.log_interval > 0, "eval_interval and log_interval must be positive"),
+        (cfg.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {cfg.keep_checkpoints}"),
+        (list(cfg.milestones) == sorted(cfg.milestones), f"milestones must increase, got {list(cfg.milestones)}"),
+        (cfg.precision in ("fp32", "bf16", "fp16"), f"precision must be fp32, bf16 or fp16, got {cfg.precision!r}"),
+        (cfg.warmup in ("auto", "on", "off"), f"warmup must be auto, on or off, got {cfg.warmup!r}"),
+        (0 < cfg.warmup_until_error <= 100, "warmup_until_error is a percentage in (0, 100]"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def resolve_config(recipe: str, overrides: list[str] | dict[str, Any] | None = None,
+                   scale: float = 1.0) -> TrainConfig:
+    """The config of a run: the recipe, ``scale`` on its iteration counts, then the overrides (taken as given:
+    ``--scale 0.1 --set eval_interval=50`` evaluates every 50 iterations)."""
+    return apply_overrides(apply_scale(recipe_config(recipe), scale), overrides or [])

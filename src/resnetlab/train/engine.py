@@ -1,0 +1,529 @@
+"""The training engine: ``train_one_epoch``, ``evaluate`` and ``fit`` (what ``resnetlab train`` runs).
+
+One run lives in a run directory::
+
+    RUN_DIR/config.json            the resolved TrainConfig (also inside every checkpoint)
+    RUN_DIR/metrics.jsonl          training rows every log_interval, evaluation rows every eval_interval
+    RUN_DIR/checkpoint-NNNNNNN.pt  (+ .sha256) model, optimizer, schedule, RNG, scaler; newest keep_checkpoints
+    RUN_DIR/curves.png             training error dashed, validation/test error bold (the paper's style)
+    RUN_DIR/summary.json           final training, validation and test error
+
+Everything random is a function of (seed, epoch, batch index) (see ``data.BatchLoader``), so a resumed run
+continues exactly where the uninterrupted one would be, and 2 processes x 64 images compute what 1 process
+computes with 2 micro-batches of 64.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data import BatchLoader, DataBundle, derive_seed, load_dataset, make_bundle, normalize
+from ..data.cache import atomic_write
+from ..errors import ResNetLabError
+from ..models import create_model
+from . import checkpoint as ckpt
+from .config import ConfigError, TrainConfig, validate
+from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from .metrics import MetricsLog, plot_curves, read_metrics
+from .schedule import LRSchedule
+
+# Config keys that may differ when a run is resumed: where and how it computes, not what it computes.
+RESUMABLE_CHANGES = {"device", "threads", "eval_batch_size", "cache_dir", "data", "compile", "precision",
+                     "channels_last"}
+
+
+class NonFiniteLossError(ResNetLabError):
+    """The loss became NaN or infinite; training stopped without writing a checkpoint."""
+
+
+# --- devices and precision ----------------------------------------------------------------------------------------
+def select_device(name: str, info: DistInfo | None = None) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device=cuda but no CUDA GPU is available; use --set device=cpu")
+        if device.index is None:
+            device = torch.device("cuda", (info or DistInfo()).local_rank)
+    return device
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision by autocast (weights and optimizer stay fp32); fp32 runs plain."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
+
+
+def set_threads(cfg: TrainConfig, info: DistInfo) -> None:
+    """Intra-op threads: the cores of this machine shared between the local processes (the library's choice)."""
+    n = cfg.threads or max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else
+                               (os.cpu_count() or 1)) // info.local_world_size)
+    torch.set_num_threads(n)
+
+
+# --- evaluation ---------------------------------------------------------------------------------------------------
+@dataclass
+class EvalResult:
+    loss: float
+    top1_error: float  # percent
+    top5_error: float  # percent
+    count: int
+    confusion: Tensor | None = None  # [num_classes, num_classes] int64, rows = true class
+
+
+def _rank_slice(n: int, info: DistInfo) -> slice:
+    base, extra = divmod(n, info.world_size)
+    start = info.rank * base + min(info.rank, extra)
+    return slice(start, start + base + (info.rank < extra))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: Tensor, labels: Tensor, mean: Tensor, std: Tensor | None, *,
+             batch_size: int = 1000, device: torch.device | str = "cpu", precision: str = "fp32",
+             channels_last: bool = True, num_classes: int | None = None, info: DistInfo | None = None,
+             progress: bool = False) -> EvalResult:
+    """Loss and top-1/top-5 error (%) of ``model`` on uint8 ``images`` [N, 3, H, W] (single view, unaugmented).
+
+    With ``num_classes`` also the confusion matrix. Under DDP every rank evaluates its share and the sums are
+    all-reduced, so every rank returns the same result.
+    """
+    info = info or DistInfo()
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    share = _rank_slice(int(images.shape[0]), info)
+    x_all, y_all = images[share], labels[share]
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1 wrong, top-5 wrong, count
+    k = num_classes or 0
+    confusion = torch.zeros(k * k, dtype=torch.int64, device=device)
+    starts = range(0, int(x_all.shape[0]), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="eval", unit="batch", leave=False, dynamic_ncols=True)
+    try:
+        for s in starts:
+            x = normalize(x_all[s:s + batch_size].to(device), mean, std, memory_format=fmt)
+            y = y_all[s:s + batch_size].to(device)
+            with autocast(device, precision):
+                logits = model(x)
+            logits = logits.float()
+            sums[0] += F.cross_entropy(logits, y, reduction="sum").double()
+            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            sums[1] += (top[:, 0] != y).sum()
+            sums[2] += (~(top == y[:, None]).any(1)).sum()
+            sums[3] += y.numel()
+            if k:
+                confusion += torch.bincount(y * k + top[:, 0], minlength=k * k)
+    finally:
+        model.train(was_training)
+    all_reduce_sum(sums, info)
+    if k:
+        all_reduce_sum(confusion, info)
+    n = max(int(sums[3].item()), 1)
+    return EvalResult(sums[0].item() / n, 100 * sums[1].item() / n, 100 * sums[2].item() / n, int(sums[3].item()),
+                      confusion.view(k, k).cpu() if k else None)
+
+
+# --- the trainer --------------------------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    run_dir: Path
+    iterations: int
+    train_error: float | None  # % over the last log interval (augmented batches, as the paper's dashed curves)
+    val_error: float | None
+    test_error: float | None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def check_num_classes(cfg: TrainConfig, data: DataBundle) -> None:
+    wanted = cfg.model_kwargs.get("num_classes", data.num_classes)
+    if wanted != data.num_classes:
+        raise ConfigError(
+            f"the data set has {data.num_classes} classes but the model is set to num_classes={wanted}; drop the "
+            "model.num_classes override (it defaults to the data's class count)"
+        )
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    kwargs = {**cfg.model_kwargs, "num_classes": num_classes}
+    torch.manual_seed(derive_seed("init", cfg.seed))  # the same initial weights on every rank and every rerun
+    try:
+        return create_model(cfg.model, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"bad model option for {cfg.model}: {exc}") from None
+
+
+class Trainer:
+    """Holds a run's model, optimizer, schedule and data; ``train_one_epoch`` advances it, ``state_dict`` saves it."""
+
+    def __init__(self, cfg: TrainConfig, data: DataBundle, info: DistInfo | None = None) -> None:
+        validate(cfg)
+        self.cfg, self.data, self.info = cfg, data, info or DistInfo()
+        self.device = select_device(cfg.device, self.info)
+        if cfg.precision == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError("this GPU has no bfloat16 support; use --set precision=fp16")
+        check_num_classes(cfg, data)
+        model = build_model(cfg, data.num_classes)
+        self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        model = model.to(self.device, memory_format=self.fmt)
+        if cfg.sync_bn and self.info.enabled:
+            if self.device.type != "cuda":
+                raise ConfigError("sync_bn needs GPUs: PyTorch's SyncBatchNorm has no CPU implementation")
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model  # the bare module: its state-dict keys carry no "module." / "_orig_mod." prefix
+        if cfg.compile:
+            model.compile()
+        self.ddp: nn.Module = model
+        if self.info.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
+        self.schedule = LRSchedule.from_config(cfg)
+        self.mean = data.mean.to(self.device)
+        self.std = None if data.std is None else data.std.to(self.device)
+        self.loader = BatchLoader(data.train_x, data.train_y, cfg.batch_size, cfg.seed, train=True, pad=cfg.pad,
+                                  flip=cfg.flip, rank=self.info.rank, world_size=self.info.world_size)
+        local = self.loader.local_batch_size
+        if local % cfg.grad_accum:
+            raise ConfigError(f"grad_accum={cfg.grad_accum} must divide the per-process batch of {local} images")
+        self.iteration = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.loader)
+
+    # one iteration: forward, backward and update on one global batch
+    def train_step(self, images: Tensor, labels: Tensor) -> tuple[float, float, int]:
+        """One SGD step; returns (loss sum, wrong predictions, images) over the global batch."""
+        cfg, dev = self.cfg, self.device
+        x = normalize(images.to(dev, non_blocking=True), self.mean, self.std, memory_format=self.fmt)
+        y = labels.to(dev, non_blocking=True)
+        lr = self.schedule.lr(self.iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        stats = torch.zeros(3, dtype=torch.float64, device=dev)
+        n_local = x.shape[0]
+        micro = n_local // cfg.grad_accum
+        for k in range(cfg.grad_accum):
+            xm, ym = x[k * micro:(k + 1) * micro], y[k * micro:(k + 1) * micro]
+            last = k == cfg.grad_accum - 1
+            sync = contextlib.nullcontext() if last or not self.info.enabled else self.ddp.no_sync()
+            with sync:
+                with autocast(dev, cfg.precision):
+                    logits = self.ddp(xm)
+                loss = F.cross_entropy(logits.float(), ym, label_smoothing=cfg.label_smoothing)
+                self.scaler.scale(loss * (xm.shape[0] / n_local)).backward()
+            stats[0] += loss.detach().double() * xm.shape[0]
+            stats[1] += (logits.detach().argmax(1) != ym).sum()
+            stats[2] += xm.shape[0]
+        all_reduce_sum(stats, self.info)
+        loss_sum, wrong, count = stats.tolist()
+        if not math.isfinite(loss_sum):
+            raise NonFiniteLossError(f"the training loss became {loss_sum / count} at iteration {self.iteration + 1}")
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.observe(self.iteration, 100.0 * wrong / count)
+        self.iteration += 1
+        return loss_sum, wrong, int(count)
+
+    def train_one_epoch(self, epoch: int, start: int = 0, stop: int | None = None,
+                        on_step: Callable[[Trainer, float, float, int], None] | None = None) -> None:
+        """Train on batches ``start..`` of ``epoch`` until the epoch ends or ``self.iteration == stop``.
+
+        ``on_step(trainer, loss_sum, wrong, count)`` runs after every iteration (logging, evaluation, checkpoints).
+        """
+        self.ddp.train()
+        for images, labels in self.loader.batches(epoch, start):
+            if stop is not None and self.iteration >= stop:
+                return
+            loss_sum, wrong, count = self.train_step(images, labels)
+            if on_step is not None:
+                on_step(self, loss_sum, wrong, count)
+
+    def evaluate(self, split: str) -> EvalResult:
+        x, y = (self.data.val_x, self.data.val_y) if split == "val" else (self.data.test_x, self.data.test_y)
+        return evaluate(self.model, x, y, self.mean, self.std, batch_size=self.cfg.eval_batch_size,
+                        device=self.device, precision=self.cfg.precision, channels_last=self.cfg.channels_last,
+                        info=self.info)
+
+    # checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "config": self.cfg.to_dict(),
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "rng": rng,
+            "classes": list(self.data.classes),
+            "mean": self.data.mean,
+            "std": self.data.std,
+            "input_size": int(self.data.train_x.shape[-1]),
+            "world_size": self.info.world_size,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from ..models.weights import load_state_dict
+
+        load_state_dict(self.model, state["model"], source="checkpoint")
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.iteration = int(state["iteration"])
+
+
+# --- a whole run --------------------------------------------------------------------------------------------------
+def load_data(cfg: TrainConfig, info: DistInfo | None = None, progress: bool = True) -> DataBundle:
+    """Decode (or read from the cache) the data and split it; rank 0 first, so only one process builds the cache."""
+    info = info or DistInfo()
+    if info.rank != 0:
+        barrier(info)
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else None
+    try:
+        arrays = load_dataset(cfg.data, cache_dir=cache, progress=progress and info.is_main)
+    finally:
+        if info.rank == 0:
+            barrier(info)
+    return make_bundle(arrays, cfg.val_size, cfg.split_seed, cfg.normalize)
+
+
+def _config_differences(a: TrainConfig, b: TrainConfig) -> list[str]:
+    da, db = a.to_dict(), b.to_dict()
+    return [f"{k}: {da[k]!r} (run) vs {db[k]!r} (now)" for k in sorted(da)
+            if da[k] != db.get(k) and k not in RESUMABLE_CHANGES]
+
+
+def read_run_config(run_dir: Path) -> TrainConfig:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ResNetLabError(f"{run_dir} is not a run directory (no config.json); start a run with "
+                             "`resnetlab train --out DIR`, or give the folder of an existing run to --resume")
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ResNetLabError(f"{path} is damaged ({exc}); it cannot be resumed") from None
+
+
+def _has_run(run_dir: Path) -> bool:
+    return (run_dir / "config.json").exists() or bool(ckpt.list_checkpoints(run_dir))
+
+
+class _Progress:
+    """tqdm bar on rank 0 with loss, error and img/s; nothing on other ranks or when disabled."""
+
+    def __init__(self, enabled: bool, total: int, initial: int, desc: str) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="it", dynamic_ncols=True, smoothing=0.1)
+
+    def update(self, **postfix: str) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if postfix:
+                self.bar.set_postfix(postfix, refresh=False)
+
+    def write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def fit(cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool | str = False, data: DataBundle | None = None,
+        progress: bool = True, log: Callable[[str], None] | None = None) -> RunResult:
+    """Train ``cfg`` into ``run_dir``; with ``resume=True`` continue the run there (config read from it if ``cfg``
+    is None); ``resume="auto"`` resumes a matching run or starts a new one (used by the experiments)."""
+    run_dir = Path(run_dir)
+    if resume is True and not run_dir.exists():
+        raise ResNetLabError(f"cannot resume: {run_dir} does not exist (nothing is started in its place)")
+    if resume:
+        if _has_run(run_dir):
+            saved = read_run_config(run_dir)
+            if cfg is not None:
+                diff = _config_differences(saved, cfg)
+                if diff:
+                    raise ConfigError(f"cannot resume {run_dir} with a different setup: {'; '.join(diff)}. "
+                                      "Start a new run with another --out")
+                for key in RESUMABLE_CHANGES:
+                    setattr(saved, key, getattr(cfg, key))
+            cfg = saved
+        elif resume is True:
+            raise ResNetLabError(f"cannot resume: {run_dir} holds no run (no config.json)")
+    if cfg is None:
+        raise ResNetLabError("no config given and nothing to resume")
+    if not resume and _has_run(run_dir):
+        raise ResNetLabError(f"{run_dir} already holds a run; continue it with `resnetlab train --resume {run_dir}` "
+                             "or choose another --out (nothing was overwritten)")
+    validate(cfg)
+    device = select_device(cfg.device)
+    info = init_distributed(device)
+    set_threads(cfg, info)
+    try:
+        lock = ckpt.RunLock(run_dir) if info.is_main else contextlib.nullcontext()
+        with lock:
+            return _fit(cfg, run_dir, info, data, progress, log)
+    finally:
+        cleanup(info)
+
+
+def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | None, progress: bool,
+         log: Callable[[str], None] | None) -> RunResult:
+    main = info.is_main
+    data = data if data is not None else load_data(cfg, info, progress)
+    trainer = Trainer(cfg, data, info)  # bad data or options fail here, before the run directory is touched
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for tmp in run_dir.glob(".checkpoint-*.tmp"):  # left by a kill during a save
+            tmp.unlink(missing_ok=True)
+        atomic_write(run_dir / "config.json", lambda f: f.write(cfg.to_json().encode()))
+    bar = _Progress(progress and main, cfg.max_iters, 0, cfg.model)
+    say = log or bar.write
+
+    found = ckpt.latest_checkpoint(run_dir, log=say) if run_dir.exists() else None
+    if found is not None:
+        path, state = found
+        diff = _config_differences(TrainConfig.from_dict(state["config"]), cfg)
+        if diff:
+            raise ckpt.CheckpointError(f"{path} was made by a different run ({'; '.join(diff)}); it does not belong "
+                                       f"in {run_dir}")
+        trainer.load_state_dict(state)
+        if main and trainer.iteration < cfg.max_iters:
+            say(f"resuming {run_dir} from {path.name} (iteration {trainer.iteration} of {cfg.max_iters})")
+    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    if main:
+        metrics.truncate(trainer.iteration)
+    if bar.bar is not None:
+        bar.bar.n = trainer.iteration
+        bar.bar.refresh()
+
+    window = {"loss": 0.0, "wrong": 0.0, "count": 0, "t0": time.perf_counter()}
+
+    def save() -> None:
+        if main:
+            ckpt.save_checkpoint(trainer.state_dict(), run_dir / ckpt.checkpoint_name(trainer.iteration))
+            ckpt.prune_checkpoints(run_dir, cfg.keep_checkpoints)
+
+    def on_step(t: Trainer, loss_sum: float, wrong: float, count: int) -> None:
+        window["loss"] += loss_sum
+        window["wrong"] += wrong
+        window["count"] += count
+        it = t.iteration
+        err = 100.0 * wrong / count
+        bar.update(loss=f"{loss_sum / count:.3f}", err=f"{err:.1f}%")
+        if it % cfg.log_interval == 0 or it == cfg.max_iters:
+            seconds = time.perf_counter() - window["t0"]
+            n = window["count"]
+            row = {"kind": "train", "iter": it, "epoch": (it - 1) // t.steps_per_epoch,
+                   "lr": t.schedule.lr(it - 1), "train_loss": window["loss"] / n,
+                   "train_error": 100.0 * window["wrong"] / n, "img_per_s": n / max(seconds, 1e-9)}
+            if main:
+                metrics.append(row)
+                if bar.bar is not None:
+                    bar.bar.set_postfix(loss=f"{row['train_loss']:.3f}", err=f"{row['train_error']:.1f}%",
+                                        img_s=f"{row['img_per_s']:.0f}", lr=f"{row['lr']:g}")
+            window.update(loss=0.0, wrong=0.0, count=0, t0=time.perf_counter())
+        if it % cfg.eval_interval == 0 or it == cfg.max_iters:
+            row = {"kind": "eval", "iter": it}
+            if t.data.val_x.shape[0]:
+                r = t.evaluate("val")
+                row.update(val_error=r.top1_error, val_loss=r.loss)
+            if cfg.eval_test:
+                r = t.evaluate("test")
+                row.update(test_error=r.top1_error, test_loss=r.loss)
+            if main:
+                metrics.append(row)
+            save()
+            window["t0"] = time.perf_counter()  # evaluation time is not training throughput
+
+    try:
+        while trainer.iteration < cfg.max_iters:
+            epoch, start = divmod(trainer.iteration, trainer.steps_per_epoch)
+            trainer.train_one_epoch(epoch, start, stop=cfg.max_iters, on_step=on_step)
+    except NonFiniteLossError as exc:
+        last = ckpt.list_checkpoints(run_dir)
+        where = f"the last good checkpoint {last[-1][1]} is intact" if last else "no checkpoint was written yet"
+        raise NonFiniteLossError(f"{exc}; training stopped and {where}. Lower the learning rate (--set lr=...), use "
+                                 "warm-up (--set warmup=on) or fp32 (--set precision=fp32)") from None
+    except (torch.OutOfMemoryError, RuntimeError) as exc:
+        if "out of memory" not in str(exc) and "can't allocate memory" not in str(exc):
+            raise
+        raise ResNetLabError(
+            f"out of memory at iteration {trainer.iteration + 1} ({str(exc).splitlines()[0][:160]}). Use a smaller "
+            "batch per step (--set grad_accum=2 keeps the global batch), bf16 (--set precision=bf16), or fewer "
+            "processes per device; no partial checkpoint was written"
+        ) from None
+    finally:
+        bar.close()
+    barrier(info)
+    return _finish(trainer, run_dir, main)
+
+
+def _finish(trainer: Trainer, run_dir: Path, main: bool) -> RunResult:
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    eval_rows = [r for r in rows if r["kind"] == "eval"]
+    last_eval = eval_rows[-1] if eval_rows else {}
+    summary = {
+        "model": trainer.cfg.model,
+        "model_kwargs": trainer.cfg.model_kwargs,
+        "seed": trainer.cfg.seed,
+        "iterations": trainer.iteration,
+        "train_error": train_rows[-1]["train_error"] if train_rows else None,
+        "val_error": last_eval.get("val_error"),
+        "test_error": last_eval.get("test_error"),
+        "params": sum(p.numel() for p in trainer.model.parameters()),
+        "checkpoint": ckpt.checkpoint_name(trainer.iteration),
+    }
+    if main:
+        atomic_write(run_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+        plot_curves({trainer.cfg.model: rows}, run_dir / "curves.png",
+                    test_key="test_error" if trainer.cfg.eval_test else "val_error")
+    return RunResult(run_dir, trainer.iteration, summary["train_error"], summary["val_error"], summary["test_error"],
+                     summary)
+
+
+def iterate_batches(loader: BatchLoader, first_epoch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+    """Endless training batches, epoch after epoch (for benchmarks and custom loops)."""
+    epoch = first_epoch
+    while True:
+        yield from loader.batches(epoch)
+        epoch += 1
+

@@ -1,0 +1,92 @@
+"""``RUN_DIR/metrics.jsonl`` (one JSON object a line) and the training curves plotted from it.
+
+Rows: ``{"kind": "train", "iter": i, "lr", "train_loss", "train_error", "img_per_s"}`` every ``log_interval``
+iterations and ``{"kind": "eval", "iter": i, "val_error", "val_loss", "test_error", "test_loss"}`` at every
+evaluation (errors in %). ``iter`` counts finished iterations. On resume the log is cut back to the checkpoint's
+iteration, so rows are never duplicated or missing: the resumed run writes the same rows again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..data.cache import atomic_write
+
+
+class MetricsLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def rows(self) -> list[dict[str, Any]]:
+        return read_metrics(self.path)
+
+    def truncate(self, iteration: int) -> None:
+        """Keep only the rows of iterations <= ``iteration`` (the resumed checkpoint's); drops a torn last line."""
+        if not self.path.exists():
+            return
+        kept = [r for r in self.rows() if r["iter"] <= iteration]
+        atomic_write(self.path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept).encode()))
+
+    def append(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Rows of a metrics file; a torn last line (a kill mid-write) is ignored."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def series(rows: Iterable[dict[str, Any]], kind: str, key: str) -> tuple[list[int], list[float]]:
+    xs, ys = [], []
+    for r in rows:
+        if r.get("kind") == kind and r.get(key) is not None:
+            xs.append(r["iter"])
+            ys.append(r[key])
+    return xs, ys
+
+
+def plot_curves(runs: dict[str, list[dict[str, Any]]], out: Path, title: str = "",
+                ylim: tuple[float, float] = (0, 100), test_key: str = "test_error") -> Path:
+    """The paper's figure style (Fig. 1, 4, 6): training error dashed, test error bold, one colour per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for i, (label, rows) in enumerate(runs.items()):
+        color = f"C{i}"
+        xs, ys = series(rows, "train", "train_error")
+        if xs:
+            ax.plot(xs, ys, "--", color=color, linewidth=1)
+        xs, ys = series(rows, "eval", test_key)
+        if xs:
+            ax.plot(xs, ys, "-", color=color, linewidth=2.2, label=label)
+        elif label:
+            ax.plot([], [], "-", color=color, linewidth=2.2, label=label)
+    ax.set_xlabel("iterations")
+    ax.set_ylabel("error (%)")
+    ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    name = "test" if test_key == "test_error" else "validation"
+    ax.set_title(title or f"dashed: training error, bold: {name} error")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=120))
+    plt.close(fig)
+    return out

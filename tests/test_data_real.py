@@ -1,0 +1,56 @@
+"""The real CIFAR-10 JPEG copy in /work/shared/data (slow: decodes 60,000 images once)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnetlab.data import load_dataset, make_bundle
+
+REAL = Path("/work/shared/data/cifar10-jpeg")
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL.is_dir(), reason="the CIFAR-10 JPEG copy is not on this machine")
+def test_real_cifar10_jpeg_loads_and_caches(tmp_path: Path) -> None:
+    t0 = time.perf_counter()
+    arrays = load_dataset(REAL, cache_dir=tmp_path, progress=False)
+    decode_s = time.perf_counter() - t0
+    assert arrays.classes == CLASSES
+    assert arrays.train_x.shape == (50_000, 3, 32, 32) and arrays.train_x.dtype == torch.uint8
+    assert arrays.test_x.shape == (10_000, 3, 32, 32) and arrays.test_x.dtype == torch.uint8
+    assert torch.bincount(arrays.train_y).tolist() == [5000] * 10
+    assert torch.bincount(arrays.test_y).tolist() == [1000] * 10
+    # CIFAR-10's well-known channel means (R 125.3, G 123.0, B 113.9): RGB order, not BGR; no transposition.
+    means = arrays.train_x.double().mean(dim=(0, 2, 3))
+    assert torch.allclose(means, torch.tensor([125.3, 123.0, 113.9], dtype=torch.float64), atol=1.5), means
+
+    t0 = time.perf_counter()
+    again = load_dataset(REAL, cache_dir=tmp_path, progress=False)
+    cached_s = time.perf_counter() - t0
+    assert torch.equal(again.train_x, arrays.train_x) and torch.equal(again.test_y, arrays.test_y)
+    assert cached_s < 10 and cached_s < decode_s, (decode_s, cached_s)
+    print(f"decode {decode_s:.1f} s, from cache {cached_s:.2f} s")
+
+    bundle = make_bundle(arrays, val_size=5000, seed=0)
+    assert bundle.train_x.shape[0] == 45_000 and bundle.val_x.shape[0] == 5_000
+    assert torch.bincount(bundle.val_y).tolist() == [500] * 10
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL.is_dir(), reason="the CIFAR-10 JPEG copy is not on this machine")
+def test_short_resnet20_run_on_real_data_learns(tmp_path: Path) -> None:
+    """200 iterations of the paper's recipe (scaled) on the real images: only a learning model gets below 70%."""
+    from resnetlab.train import fit, resolve_config
+
+    cfg = resolve_config("cifar10_paper", [f"data={REAL}", f"cache_dir={tmp_path / 'cache'}", "model=resnet20",
+                                           "eval_interval=100", "max_iters=200", "milestones=150,180"])
+    result = fit(cfg, tmp_path / "run", progress=False)
+    print(f"ResNet-20, 200 iterations: train {result.train_error:.1f}%, val {result.val_error:.1f}%, "
+          f"test {result.test_error:.1f}%")
+    assert result.test_error is not None and result.test_error < 70.0  # chance is 90%
+    assert result.val_error is not None and result.val_error < 70.0
