@@ -122,6 +122,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .experiments import reproduce
+
+    options: dict[str, object] = {}
+    if args.include:
+        names = tuple(n.strip() for n in args.include.split(",") if n.strip())
+        if args.experiment == "table6":
+            options["include_1202"] = "resnet1202" in names
+        else:
+            options["include"] = names
+    if args.seeds:
+        options["seeds"] = args.seeds
+    if args.model:
+        options["model"] = args.model
+    argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("resnetlab") else None
+    try:
+        out = reproduce(args.experiment, args.budget, args.data, args.out, args.runs_dir, args.cache_dir, args.set,
+                        not args.no_progress, argv, **options)
+    except TypeError as exc:
+        raise ResNetLabError(f"{args.experiment} does not take that option: {exc}") from None
+    print(f"results: {out / 'results.md'} (table), {out / 'results.json'}; figures: "
+          f"{', '.join(str(p) for p in sorted(out.glob('*.png'))) or 'none'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resnetlab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -165,6 +190,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", dest="cache_dir")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    from .experiments import EXPERIMENTS
+
+    p = sub.add_parser("reproduce", help="regenerate one of the paper's figures or tables",
+                       description="\n".join(f"{k}: {v[1]}" for k, v in EXPERIMENTS.items()),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment", choices=list(EXPERIMENTS))
+    p.add_argument("--budget", choices=["smoke", "quick", "paper"], default="quick",
+                   help="smoke: minutes (CI); quick: < 30 min on 2 CPU cores; paper: the paper's full schedule")
+    p.add_argument("--data", default="cifar10", help="image-folder root, CIFAR folder/tarball, or cifar10")
+    p.add_argument("--out", help="output folder (default results/<experiment>-<budget>)")
+    p.add_argument("--runs-dir", default="runs", help="where the training runs live (shared by experiments)")
+    p.add_argument("--cache-dir", dest="cache_dir")
+    p.add_argument("--include", help="extra nets, e.g. plain110,resnet1202")
+    p.add_argument("--seeds", type=int, help="seeds per net (table6, shortcuts)")
+    p.add_argument("--model", help="the net to compare shortcut options on (shortcuts; default resnet20)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 

@@ -435,6 +435,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Non
         bar.bar.refresh()
 
     window = {"loss": 0.0, "wrong": 0.0, "count": 0, "t0": time.perf_counter()}
+    shown: dict[str, str] = {}  # the progress bar's postfix: this batch's loss/error, the last interval's img/s
 
     def save() -> None:
         if main:
@@ -447,7 +448,8 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Non
         window["count"] += count
         it = t.iteration
         err = 100.0 * wrong / count
-        bar.update(loss=f"{loss_sum / count:.3f}", err=f"{err:.1f}%")
+        shown.update(loss=f"{loss_sum / count:.3f}", err=f"{err:.1f}%", lr=f"{t.schedule.lr(it - 1):g}")
+        bar.update(**shown)
         if it % cfg.log_interval == 0 or it == cfg.max_iters:
             seconds = time.perf_counter() - window["t0"]
             n = window["count"]
@@ -456,9 +458,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Non
                    "train_error": 100.0 * window["wrong"] / n, "img_per_s": n / max(seconds, 1e-9)}
             if main:
                 metrics.append(row)
-                if bar.bar is not None:
-                    bar.bar.set_postfix(loss=f"{row['train_loss']:.3f}", err=f"{row['train_error']:.1f}%",
-                                        img_s=f"{row['img_per_s']:.0f}", lr=f"{row['lr']:g}")
+            shown["img/s"] = f"{row['img_per_s']:.0f}"
             window.update(loss=0.0, wrong=0.0, count=0, t0=time.perf_counter())
         if it % cfg.eval_interval == 0 or it == cfg.max_iters:
             row = {"kind": "eval", "iter": it}

@@ -1,0 +1,46 @@
+"""The paper's experiments, one module per figure or table, each one command: ``resnetlab reproduce NAME``.
+
+Each takes a budget (``smoke``, ``quick``, ``paper``), writes PNG figures, ``results.md`` and ``results.json`` to its
+output folder, and keeps its training runs under a shared runs folder, so experiments reuse each other's runs and an
+interrupted one continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ResNetLabError
+from . import degradation, responses, shortcuts, table6
+from .runner import BUDGETS, Budget, Context, RunRecord, RunSpec, get_budget
+
+EXPERIMENTS: dict[str, tuple[Callable[..., Path], str]] = {
+    "degradation": (degradation.run, "Fig. 1/6: plain vs residual nets, training and test error vs iterations"),
+    "table6": (table6.run, "Table 6: CIFAR-10 test error of ResNet-20..110, several seeds"),
+    "responses": (responses.run, "Fig. 7: std of every 3x3 layer's response, plain vs ResNets"),
+    "shortcuts": (shortcuts.run, "shortcut options A/B/C on a CIFAR ResNet (the CIFAR analogue of Table 3)"),
+}
+
+
+def register_experiment(name: str, run: Callable[..., Path], description: str) -> None:
+    if name in EXPERIMENTS:
+        raise ValueError(f"experiment {name!r} is already registered")
+    EXPERIMENTS[name] = (run, description)
+
+
+def reproduce(name: str, budget: str = "smoke", data: str = "cifar10", out: str | Path | None = None,
+              runs_dir: str | Path = "runs", cache_dir: str | None = None, overrides: Sequence[str] = (),
+              progress: bool = True, argv: Sequence[str] | None = None, **options: Any) -> Path:
+    """Run experiment ``name`` and return its output folder (default ``results/<name>-<budget>``)."""
+    if name not in EXPERIMENTS:
+        raise ResNetLabError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
+    out = Path(out) if out else Path("results") / f"{name}-{budget}"
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(name, get_budget(budget), str(data), out, Path(runs_dir), cache_dir, list(overrides), progress,
+                  argv)
+    return EXPERIMENTS[name][0](ctx, **options)
+
+
+__all__ = ["BUDGETS", "EXPERIMENTS", "Budget", "Context", "RunRecord", "RunSpec", "register_experiment",
+           "reproduce"]

@@ -1,0 +1,84 @@
+"""Fig. 7: standard deviation of every 3x3 layer's response (its BN output, before ReLU or the addition) on the
+CIFAR-10 test set, for plain-20/56 and ResNet-20/56/110; top panel in layer order, bottom panel sorted descending.
+
+The paper's finding: ResNets respond less than plain nets, and deeper ResNets less still (residual functions are
+closer to zero than non-residual ones).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..data import normalize
+from ..data.cache import atomic_write
+from ..models.responses import record_responses
+from ..train.report import load_trained
+from .runner import Context, RunRecord, RunSpec, fmt, write_results
+
+NETS = ("plain20", "plain56", "resnet20", "resnet56", "resnet110")
+
+
+@torch.no_grad()
+def layer_response_stds(model: nn.Module, images: Tensor, mean: Tensor, std: Tensor | None,
+                        batch_size: int = 500) -> tuple[list[str], list[float]]:
+    """Per-layer std of the 3x3 layers' BN outputs over all test images (model in eval mode)."""
+    model.eval()
+    with record_responses(model) as stats:
+        for s in range(0, images.shape[0], batch_size):
+            model(normalize(images[s:s + batch_size], mean, std))
+    return stats.names, stats.std()
+
+
+def plot(curves: dict[str, list[float]], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7))
+    for i, (name, stds) in enumerate(curves.items()):
+        style = "--" if name.startswith("plain") else "-"
+        xs = range(1, len(stds) + 1)
+        top.plot(xs, stds, style, color=f"C{i}", label=name, linewidth=1.4)
+        bottom.plot(xs, sorted(stds, reverse=True), style, color=f"C{i}", label=name, linewidth=1.4)
+    top.set_xlabel("layer index (original)")
+    bottom.set_xlabel("layer index (sorted by magnitude)")
+    for ax in (top, bottom):
+        ax.set_ylabel("std")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    top.set_title("std of 3x3 layer responses (BN output, before ReLU/addition), CIFAR-10 test set", fontsize=10)
+    fig.tight_layout()
+    path = out / "responses.png"
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    plt.close(fig)
+    return path
+
+
+def run(ctx: Context) -> Path:
+    records = ctx.train([RunSpec(name) for name in NETS])
+    bundle = ctx.bundle(ctx.config(RunSpec(NETS[0])))
+    curves: dict[str, list[float]] = {}
+    layers: dict[str, list[str]] = {}
+    for r in records:
+        summary = json.loads((Path(r.run_dir) / "summary.json").read_text())
+        model, _, state = load_trained(Path(r.run_dir) / summary["checkpoint"])
+        names, stds = layer_response_stds(model, bundle.test_x, state["mean"], state["std"])
+        curves[r.model], layers[r.model] = stds, names
+    fig = plot(curves, ctx.out)
+    lines = ["| net | 3x3 layers | mean std | median std | test error (%) |", "|---|---:|---:|---:|---:|"]
+    by_model: dict[str, RunRecord] = {r.model: r for r in records}
+    for name, stds in curves.items():
+        lines.append(f"| {name} | {len(stds)} | {statistics.fmean(stds):.3f} | {statistics.median(stds):.3f} | "
+                     f"{fmt(by_model[name].test_error)} |")
+    lines += ["", "Responses are the outputs of the BN after each 3x3 conv (before ReLU, and before the addition in "
+              "residual blocks), in eval mode over the whole test set; std over images, channels and positions. "
+              "The paper (Fig. 7): ResNets respond less than plain nets, deeper ResNets less still."]
+    write_results(ctx, "Layer responses (Fig. 7)", "\n".join(lines), records,
+                  {"responses": {k: {"layers": layers[k], "std": v} for k, v in curves.items()}}, [fig])
+    return ctx.out

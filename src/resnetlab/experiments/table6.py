@@ -1,0 +1,56 @@
+"""Table 6: CIFAR-10 test error of ResNet-20/32/44/56/110 (and 1202), several seeds per depth.
+
+Reported as the paper does for ResNet-110: best, and mean +- std over the seeds, beside the paper's column.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from ..models import specs
+from .runner import Context, RunRecord, RunSpec, fmt, write_results
+
+DEPTHS = (20, 32, 44, 56, 110)
+QUICK_DEPTHS = (20, 32, 44, 56)  # ResNet-110 at 2 seeds does not fit in 30 CPU minutes
+
+
+def depths(budget: str, include_1202: bool = False) -> tuple[int, ...]:
+    base = QUICK_DEPTHS if budget == "quick" else DEPTHS
+    return base + ((1202,) if include_1202 else ())
+
+
+def summarise(records: list[RunRecord]) -> list[dict[str, object]]:
+    rows = []
+    for model in dict.fromkeys(r.model for r in records):
+        errs = [r.test_error for r in records if r.model == model and r.test_error is not None]
+        paper = specs.PAPER.get(model)
+        rows.append({
+            "model": model,
+            "params": next(r.params for r in records if r.model == model),
+            "seeds": len(errs),
+            "best": min(errs) if errs else None,
+            "mean": statistics.fmean(errs) if errs else None,
+            "std": statistics.pstdev(errs) if len(errs) > 1 else None,
+            "paper": paper.cifar10_error if paper else None,
+            "paper_mean": paper.cifar10_error_mean if paper else None,
+        })
+    return rows
+
+
+def run(ctx: Context, include_1202: bool = False, seeds: int | None = None) -> Path:
+    n_seeds = seeds or ctx.budget.seeds
+    specs_ = [RunSpec(f"resnet{d}", seed) for d in depths(ctx.budget.name, include_1202) for seed in range(n_seeds)]
+    records = ctx.train(specs_)
+    rows = summarise(records)
+    lines = ["| net | params | seeds | best (%) | mean ± std (%) | paper (%) |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        mean = f"{fmt(r['mean'])} ± {fmt(r['std'])}" if r["std"] is not None else fmt(r["mean"])  # type: ignore[arg-type]
+        paper = fmt(r["paper"]) + (f" ({r['paper_mean']})" if r["paper_mean"] else "")  # type: ignore[arg-type]
+        lines.append(f"| {r['model']} | {r['params']:,} | {r['seeds']} | {fmt(r['best'])} | {mean} | {paper} |")  # type: ignore[str-format]
+    others = ", ".join(f"{k} {v}" for k, v in specs.TABLE6_OTHERS.items())
+    lines += ["", "Test error on the 10k test set at the end of training; the checkpoint is the last one (never "
+              "chosen on the test set). std is the population std over seeds. The paper's column: Table 6 (best of "
+              f"5 runs for ResNet-110, with mean ± std in brackets). Other methods in Table 6: {others}."]
+    write_results(ctx, "CIFAR-10 test error by depth (Table 6)", "\n".join(lines), records, {"table": rows})
+    return ctx.out

@@ -1,0 +1,173 @@
+"""The paper's experiments at the smoke budget on a small image folder: files, tables, numbers, reuse of runs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from resnetlab.cli import main
+from resnetlab.data import normalize
+from resnetlab.experiments import EXPERIMENTS, reproduce
+from resnetlab.experiments.degradation import findings
+from resnetlab.experiments.responses import layer_response_stds
+from resnetlab.experiments.runner import RunRecord
+from resnetlab.models import create_model
+from train_utils import synthetic_arrays, write_image_folder
+
+SMOKE = ["val_size=16", "eval_batch_size=64"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    return write_image_folder(root / "tiny", synthetic_arrays(n_train=96, n_test=32, size=32))
+
+
+def _table_rows(md: str) -> list[list[str]]:
+    """Data rows of the first Markdown table in ``md``."""
+    lines = [line for line in md.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def _check_runs(out: Path, models: set[str]) -> list[dict]:
+    payload = json.loads((out / "results.json").read_text())
+    runs = payload["runs"]
+    assert {r["model"] for r in runs} == models
+    for r in runs:
+        assert r["iterations"] == 6 and isinstance(r["seed"], int)
+        assert math.isfinite(r["train_error"]) and math.isfinite(r["test_error"])
+        assert 0 <= r["test_error"] <= 100
+    md = (out / "results.md").read_text()
+    assert "budget: **smoke**" in md and "command: `" in md and "machine:" in md
+    return runs
+
+
+@pytest.mark.slow
+def test_every_experiment_at_smoke_budget(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs_dir = tmp_path / "runs"
+    common = ["--budget", "smoke", "--data", str(data), "--runs-dir", str(runs_dir), "--cache-dir",
+              str(tmp_path / "cache"), "--no-progress"] + [a for s in SMOKE for a in ("--set", s)]
+
+    out = tmp_path / "degradation"
+    assert main(["reproduce", "degradation", *common, "--out", str(out)]) == 0
+    nets = {f"plain{d}" for d in (20, 32, 44, 56)} | {f"resnet{d}" for d in (20, 32, 44, 56, 110)}
+    _check_runs(out, nets)
+    assert (out / "degradation.png").stat().st_size > 5000
+    rows = _table_rows((out / "results.md").read_text())
+    assert [r[0] for r in rows] == ["plain20", "plain32", "plain44", "plain56", "resnet20", "resnet32", "resnet44",
+                                    "resnet56", "resnet110"]
+    # The paper's column, and exact parameter counts (4 classes here: 6 fewer outputs of the 64-wide fc than 10)
+    assert rows[4][4] == "8.75" and rows[8][1] == f"{1_727_962 - 6 * 65:,}"
+    capsys.readouterr()
+
+    out6 = tmp_path / "table6"
+    assert main(["reproduce", "table6", *common, "--out", str(out6)]) == 0
+    log = capsys.readouterr().out
+    assert log.count("finished, reused") == 5  # seed 0 of each depth was trained by the degradation figure
+    runs = _check_runs(out6, {f"resnet{d}" for d in (20, 32, 44, 56, 110)})
+    assert sorted({r["seed"] for r in runs}) == [0, 1]
+    table = json.loads((out6 / "results.json").read_text())["table"]
+    r110 = next(t for t in table if t["model"] == "resnet110")
+    errs = [r["test_error"] for r in runs if r["model"] == "resnet110"]
+    assert r110["best"] == min(errs) and r110["mean"] == pytest.approx(sum(errs) / 2) and r110["paper"] == 6.43
+
+    outr = tmp_path / "responses"
+    assert main(["reproduce", "responses", *common, "--out", str(outr)]) == 0
+    assert capsys.readouterr().out.count("finished, reused") == 5
+    resp = json.loads((outr / "results.json").read_text())["responses"]
+    assert set(resp) == {"plain20", "plain56", "resnet20", "resnet56", "resnet110"}
+    assert len(resp["resnet20"]["std"]) == 19 and len(resp["resnet110"]["std"]) == 109  # every 3x3 layer
+    assert all(math.isfinite(s) and s > 0 for v in resp.values() for s in v["std"])
+    assert (outr / "responses.png").stat().st_size > 5000
+
+    outs = tmp_path / "shortcuts"
+    assert main(["reproduce", "shortcuts", *common, "--out", str(outs)]) == 0
+    runs = _check_runs(outs, {"resnet20"})
+    by_option = {r["options"].get("shortcut", "A"): r["params"] for r in runs}
+    assert by_option["A"] == 269_722 - 6 * 65 and by_option["A"] < by_option["B"] < by_option["C"]
+
+
+def test_interrupted_experiment_resumes_and_reuses(data: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from resnetlab.train import engine
+
+    kwargs = dict(budget="smoke", data=str(data), runs_dir=tmp_path / "runs", cache_dir=str(tmp_path / "c"),
+                  overrides=SMOKE, progress=False, seeds=1, model="resnet8")
+    original = engine.Trainer.train_step
+    calls = {"n": 0}
+
+    def dies_in_second_run(self, images, labels):
+        calls["n"] += 1
+        if calls["n"] == 11:  # run A finished (6 steps); run B dies at its 5th, after its checkpoint at 3
+            raise KeyboardInterrupt
+        return original(self, images, labels)
+
+    monkeypatch.setattr(engine.Trainer, "train_step", dies_in_second_run)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce("shortcuts", out=tmp_path / "out", **kwargs)
+    monkeypatch.setattr(engine.Trainer, "train_step", original)
+    counted = {"n": 0}
+
+    def counting(self, images, labels):
+        counted["n"] += 1
+        return original(self, images, labels)
+
+    monkeypatch.setattr(engine.Trainer, "train_step", counting)
+    out = reproduce("shortcuts", out=tmp_path / "out", **kwargs)
+    # A is reused, B resumes from its checkpoint at iteration 3, C trains from scratch: 3 + 6 steps, not 18.
+    assert counted["n"] == 9
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["iterations"] for r in runs] == [6, 6, 6]
+
+
+def test_findings_are_margins_of_training_error() -> None:
+    def rec(model: str, train: float) -> RunRecord:
+        return RunRecord(model, model, 0, 10, train, None, 50.0, 1, "", {})
+
+    f = findings({"plain20": rec("plain20", 40), "plain56": rec("plain56", 70), "resnet56": rec("resnet56", 45)})
+    assert [(x["margin"], x["holds"]) for x in f] == [(30.0, True), (25.0, True)]
+    f = findings({"plain20": rec("plain20", 68), "plain56": rec("plain56", 70), "resnet56": rec("resnet56", 45)})
+    assert f[0]["holds"] is False
+
+
+def test_response_stds_equal_a_direct_computation_over_batches() -> None:
+    """Fig. 7's statistic pooled over several batches equals the std of the concatenated BN outputs."""
+    torch.manual_seed(0)
+    model = create_model("resnet8").eval()
+    with torch.no_grad():  # non-trivial running statistics
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    images = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8)
+    mean = images.float().mean(0)
+    names, stds = layer_response_stds(model, images, mean, None, batch_size=3)
+    assert names == ["bn1", "layer1.0.bn1", "layer1.0.bn2", "layer2.0.bn1", "layer2.0.bn2", "layer3.0.bn1",
+                     "layer3.0.bn2"]
+    with torch.no_grad():
+        x = normalize(images, mean)
+        h = F.relu(model.bn1(model.conv1(x)))
+        direct = {"bn1": h}
+        b = model.layer1[0]
+        r1 = b.bn1(b.conv1(h))
+        direct["layer1.0.bn1"] = r1
+        direct["layer1.0.bn2"] = b.bn2(b.conv2(F.relu(r1)))
+    direct["bn1"] = model.bn1(model.conv1(x))  # the response is before the ReLU
+    for name in ("bn1", "layer1.0.bn1", "layer1.0.bn2"):
+        got = stds[names.index(name)]
+        assert got == pytest.approx(direct[name].double().std(unbiased=False).item(), rel=1e-5)
+
+
+def test_unknown_experiment_and_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "fig99"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "degradation", "--budget", "huge"])
+    assert exc.value.code == 2
+    assert set(EXPERIMENTS) >= {"degradation", "table6", "responses", "shortcuts"}
