@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -68,6 +68,10 @@ class RunSpec:
 class Context:
     """Where an experiment reads its data and writes its runs and results."""
 
+    # The recipe every run starts from and the length of its full schedule (ImageNet experiments subclass these).
+    recipe: ClassVar[str] = "cifar10_paper"
+    schedule_iters: ClassVar[int] = 64_000
+
     experiment: str
     budget: Budget
     data: str
@@ -86,7 +90,7 @@ class Context:
             pairs.append(f"cache_dir={self.cache_dir}")
         pairs += [f"model.{k}={v}" for k, v in spec.model_kwargs]
         pairs += self.overrides
-        return resolve_config("cifar10_paper", pairs, scale=self.budget.scale)
+        return resolve_config(self.recipe, pairs, scale=self.budget.scale)
 
     def run_dir(self, spec: RunSpec) -> Path:
         return self.runs_dir / self.budget.name / f"{spec.label}-s{spec.seed}-{config_hash(self.config(spec))}"
@@ -116,8 +120,10 @@ class Context:
 
 
 def config_hash(cfg: TrainConfig) -> str:
-    """Hash of what a run computes (not where or how fast): the data's name stands for the data."""
-    d = {k: v for k, v in cfg.to_dict().items() if k not in RESUMABLE_CHANGES}
+    """Hash of what a run computes (not where or how fast): the fields that differ from TrainConfig's defaults (so a
+    new field with a default keeps old runs reusable), with the data's folder name standing for the data."""
+    defaults = TrainConfig().to_dict()
+    d = {k: v for k, v in cfg.to_dict().items() if k not in RESUMABLE_CHANGES and v != defaults[k]}
     d["data_name"] = Path(cfg.data).name
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -170,8 +176,9 @@ def write_results(ctx: Context, title: str, body_md: str, runs: Sequence[RunReco
         f"# {title}",
         "",
         f"- command: `{ctx.command}`",
-        f"- budget: **{ctx.budget.name}** ({round(64_000 * ctx.budget.scale)} iterations per run; the paper's "
-        "schedule is 64,000)" + ("" if ctx.budget.name == "paper" else ": not the paper's setting"),
+        f"- budget: **{ctx.budget.name}** ({round(ctx.schedule_iters * ctx.budget.scale):,} iterations per run; the "
+        f"paper's schedule is {ctx.schedule_iters:,})" + ("" if ctx.budget.name == "paper" else ": not the paper's "
+                                                          "setting"),
         f"- data: `{ctx.data}`",
         f"- machine: {machine()}",
         f"- finished: {now}",

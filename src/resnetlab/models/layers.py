@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from functools import partial
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 Shortcut = Literal["A", "B", "C"]
 SHORTCUTS = ("A", "B", "C")
@@ -90,6 +93,11 @@ class ClassifierMixin:
 
     classifier_name = "fc"
     num_features: int
+    grad_checkpointing = False
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Activation checkpointing per block in training (timm's name); outputs and gradients are unchanged."""
+        self.grad_checkpointing = enable
 
     def forward_features(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -132,3 +140,33 @@ class ClassifierMixin:
             for h in handles:
                 h.remove()
         return outs
+
+
+@contextlib.contextmanager
+def _keep_bn_buffers(module: nn.Module) -> Iterator[None]:
+    """Restore every BN buffer on exit: the recomputed forward of activation checkpointing must not update the
+    running statistics a second time (the result would differ from a run without checkpointing)."""
+    saved = [(b, b.clone()) for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             for b in m.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
+
+
+def run_stage(stage: nn.Sequential, x: Tensor, checkpointing: bool) -> Tensor:
+    """Run a stage's blocks; with ``checkpointing`` (training only) keep only block inputs for the backward pass and
+    recompute the rest, trading about one extra forward for memory (ResNet-1202 at batch 128 on a CPU)."""
+    if not (checkpointing and torch.is_grad_enabled() and stage.training):
+        return stage(x)
+    for block in stage:
+        x = checkpoint(block, x, use_reentrant=False,
+                       context_fn=partial(_checkpoint_contexts, block))
+    return x
+
+
+def _checkpoint_contexts(block: nn.Module) -> tuple[contextlib.AbstractContextManager[None],
+                                                      contextlib.AbstractContextManager[None]]:
+    return contextlib.nullcontext(), _keep_bn_buffers(block)

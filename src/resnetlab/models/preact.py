@@ -12,7 +12,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from . import specs
-from .layers import ClassifierMixin, conv1x1, conv3x3, init_weights, make_shortcut
+from .layers import ClassifierMixin, conv1x1, conv3x3, init_weights, make_shortcut, run_stage
 
 
 class PreActBasicBlock(nn.Module):
@@ -89,7 +89,9 @@ class PreActResNet(ClassifierMixin, nn.Module):
         init_weights(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        x = self.layer3(self.layer2(self.layer1(self.conv1(x))))
+        x = self.conv1(x)
+        for stage in (self.layer1, self.layer2, self.layer3):
+            x = run_stage(stage, x, self.grad_checkpointing)
         return self.relu(self.bn_final(x))
 
 

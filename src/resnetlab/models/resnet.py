@@ -12,7 +12,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from . import specs
-from .layers import ClassifierMixin, conv1x1, conv3x3, init_weights, make_shortcut
+from .layers import ClassifierMixin, conv1x1, conv3x3, init_weights, make_shortcut, run_stage
 
 
 class BasicBlock(nn.Module):
@@ -20,6 +20,7 @@ class BasicBlock(nn.Module):
 
     expansion = 1
     response_bns = ("bn1", "bn2")  # BNs that follow a 3x3 conv (Fig. 7's layer responses)
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))  # foldable for inference (inference.fold_batchnorm)
 
     def __init__(
         self,
@@ -60,6 +61,7 @@ class Bottleneck(nn.Module):
 
     expansion = specs.BOTTLENECK_EXPANSION
     response_bns = ("bn2",)  # the only 3x3 conv of the block
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(
         self,
@@ -108,6 +110,8 @@ class ResNet(ClassifierMixin, nn.Module):
         stride_in_1x1: bottleneck stride placement (True: the paper, False: torchvision's v1.5).
         zero_init_residual: start each block's last BN at gamma=0 (Goyal et al.; not in the paper).
     """
+
+    conv_bn_pairs = (("conv1", "bn1"),)  # the stem
 
     def __init__(
         self,
@@ -170,7 +174,7 @@ class ResNet(ClassifierMixin, nn.Module):
         """[B, 3, H, W] -> last stage's map [B, num_features, H/32, W/32] (ImageNet) or [B, 64, H/4, W/4] (CIFAR)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for i in range(self.num_stages):
-            x = getattr(self, f"layer{i + 1}")(x)
+            x = run_stage(getattr(self, f"layer{i + 1}"), x, self.grad_checkpointing)
         return x
 
 

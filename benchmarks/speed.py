@@ -1,0 +1,282 @@
+"""Speed of the library's training and inference paths on this machine, as ratios inside one run.
+
+    python benchmarks/speed.py                       # everything (about 10 minutes on 2 cores)
+    python benchmarks/speed.py --sections train data # a subset
+    python benchmarks/speed.py --checkpoint runs/quick/resnet56-.../checkpoint-0001600.pt --data DATA
+
+Run it on an otherwise idle machine: a second busy process halves every figure and fakes ratios. Variants are
+interleaved (round-robin, several rounds) and medians are reported. Training FLOPs = 3 x forward multiply-adds x 2,
+with the forward counted by the model's own complexity report (``torch.utils.flop_counter``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from resnetlab import create_model
+from resnetlab.data import BatchLoader, apply_crop_flip, draw_crop_flip, normalize
+from resnetlab.experiments.runner import machine
+from resnetlab.inference import InferenceModel
+from resnetlab.models.complexity import complexity
+
+
+def interleave(variants: dict[str, Callable[[], None]], rounds: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds per call of each variant, variants taking turns so that drifts hit all of them alike."""
+    for fn in variants.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+# --- the machine's limit ------------------------------------------------------------------------------------------
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, rounds: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    seconds = interleave({"mm": lambda: torch.mm(a, b)}, rounds)["mm"]
+    return 2 * n**3 / seconds / 1e9
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+TRAIN_MODES = {
+    "reference (fp32, NCHW)": ("fp32", False),
+    "fp32 channels_last": ("fp32", True),
+    "bf16 channels_last (default)": ("bf16", True),
+}
+
+
+def train_step_fn(name: str, precision: str, channels_last: bool, batch: int = 128) -> Callable[[], None]:
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = create_model(name).to(memory_format=fmt).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (batch,))
+    mean = images.float().mean(0)
+
+    def step() -> None:
+        x = normalize(images, mean, memory_format=fmt)
+        opt.zero_grad(set_to_none=True)
+        if precision == "bf16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = model(x)
+        else:
+            out = model(x)
+        F.cross_entropy(out.float(), labels).backward()
+        opt.step()
+
+    return step
+
+
+def bench_train(rounds: int, bf16_limit: float) -> list[str]:
+    rows = ["| model | mode | img/s | x reference | GFLOP/s | % of bf16 matmul |", "|---|---|---:|---:|---:|---:|"]
+    for name in ("resnet20", "resnet56"):
+        flops_per_img = 3 * 2 * complexity(name).macs
+        steps = {mode: train_step_fn(name, p, cl) for mode, (p, cl) in TRAIN_MODES.items()}
+        secs = interleave(steps, rounds, warmup=2)
+        ref = 128 / secs["reference (fp32, NCHW)"]
+        for mode, s in secs.items():
+            ips = 128 / s
+            gflops = ips * flops_per_img / 1e9
+            rows.append(f"| {name} | {mode} | {ips:,.0f} | {ips / ref:.2f} | {gflops:.0f} | "
+                        f"{100 * gflops / bf16_limit:.0f}% |")
+    return rows
+
+
+# --- data pipeline ------------------------------------------------------------------------------------------------
+def bench_data(rounds: int) -> list[str]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the target is per core
+    x = torch.randint(0, 256, (50_000, 3, 32, 32), dtype=torch.uint8)
+    y = torch.randint(0, 10, (50_000,))
+    g = torch.Generator().manual_seed(0)
+    batch = x[:128]
+    loader = BatchLoader(x, y, 128, seed=0, train=True)
+    it = iter(loader.batches(0))
+
+    def augment() -> None:
+        apply_crop_flip(batch, 4, draw_crop_flip(128, 4, g))
+
+    def load() -> None:
+        next(it)
+
+    secs = interleave({"augment": augment, "loader": load}, rounds * 20)
+    torch.set_num_threads(threads)
+    rows = ["| stage (1 thread) | img/s |", "|---|---:|",
+            f"| pad-4 crop + flip of a uint8 batch of 128 | {128 / secs['augment']:,.0f} |",
+            f"| BatchLoader: shuffle gather + augmentation | {128 / secs['loader']:,.0f} |"]
+
+    # A training epoch fed by the loader vs the same number of steps on one preloaded batch.
+    rows.append(_loader_overhead(x, y, steps=20))
+    return rows
+
+
+def _loader_overhead(x: torch.Tensor, y: torch.Tensor, steps: int) -> str:
+    step = train_step_fn("resnet20", "fp32", True)
+    loader = BatchLoader(x, y, 128, seed=1, train=True)
+    fmt = torch.channels_last
+    torch.manual_seed(0)
+    model = create_model("resnet20").to(memory_format=fmt)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    mean = x[:1000].float().mean(0)
+
+    def fed() -> None:
+        for k, (images, labels) in enumerate(loader.batches(0)):
+            if k == steps:
+                break
+            out = model(normalize(images, mean, memory_format=fmt))
+            opt.zero_grad()
+            F.cross_entropy(out, labels).backward()
+            opt.step()
+
+    def preloaded() -> None:
+        for _ in range(steps):
+            step()
+
+    secs = interleave({"fed": fed, "preloaded": preloaded}, rounds=3, warmup=1)
+    return (f"| {steps} ResNet-20 steps (fp32 channels_last) fed by the loader vs on a preloaded batch | "
+            f"{100 * (secs['fed'] / secs['preloaded'] - 1):+.1f}% time |")
+
+
+# --- inference ----------------------------------------------------------------------------------------------------
+def bench_inference(rounds: int) -> list[str]:
+    rows = ["| model | input | batch | reference fp32 img/s | inference fp32 | inference bf16 | bf16 x reference |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for name, size, batch in (("resnet56", 32, 256), ("resnet50", 224, 16)):
+        rows.append(_inference_row(name, size, batch, rounds))
+    return rows
+
+
+def _inference_row(name: str, size: int, batch: int, rounds: int) -> str:
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    x = torch.randn(batch, 3, size, size)
+    fast32, fast16 = InferenceModel(model, "fp32"), InferenceModel(model, "bf16")
+
+    def ref() -> None:
+        with torch.no_grad():
+            model(x)
+
+    secs = interleave({"ref": ref, "fp32": lambda: fast32(x), "bf16": lambda: fast16(x)}, rounds)
+    ips = {k: batch / v for k, v in secs.items()}
+    return (f"| {name} | {size} | {batch} | {ips['ref']:,.0f} | {ips['fp32']:,.0f} | {ips['bf16']:,.0f} | "
+            f"{ips['bf16'] / ips['ref']:.2f} |")
+
+
+def agreement(checkpoint: str, data: str | None) -> list[str]:
+    """Top-1 agreement of the bf16 inference path with fp32 on a test set (a trained checkpoint)."""
+    from resnetlab.data import load_dataset
+    from resnetlab.train.report import load_trained
+
+    model, cfg, state = load_trained(checkpoint)
+    arrays = load_dataset(data or cfg.data, progress=False)
+    fast = InferenceModel(model, "bf16")
+    same = total = 0
+    with torch.no_grad():
+        for s in range(0, arrays.test_x.shape[0], 500):
+            x = normalize(arrays.test_x[s:s + 500], state["mean"], state["std"])
+            same += int((model(x).argmax(1) == fast(x).argmax(1)).sum())
+            total += x.shape[0]
+    return [f"top-1 agreement of bf16 inference with fp32, {cfg.model} on {total:,} test images: "
+            f"{100 * same / total:.2f}%"]
+
+
+# --- memory -------------------------------------------------------------------------------------------------------
+def _peak_rss_child(name: str, precision: str, checkpointing: bool, steps: int = 2) -> None:
+    model = create_model(name).to(memory_format=torch.channels_last).train()
+    if checkpointing:
+        model.set_grad_checkpointing(True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(128, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (128,))
+    for _ in range(steps):
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = model(x)
+        F.cross_entropy(out.float(), y).backward()
+        opt.step()
+    print(json.dumps({"peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+
+
+def bench_memory(models: list[str]) -> list[str]:
+    rows = ["| model (batch 128, training) | fp32 | bf16 | bf16 + activation checkpointing |", "|---|---:|---:|---:|"]
+    for name in models:
+        cells = []
+        for precision, ckpt in (("fp32", False), ("bf16", False), ("bf16", True)):
+            proc = subprocess.run([sys.executable, __file__, "--memory-child", name, precision, str(int(ckpt))],
+                                  capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+            if proc.returncode:
+                cells.append(f"failed ({proc.stderr.strip().splitlines()[-1][:60]})")
+            else:
+                cells.append(f"{json.loads(proc.stdout.strip().splitlines()[-1])['peak_gb']:.2f} GB")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return rows
+
+
+# --- threads ------------------------------------------------------------------------------------------------------
+def bench_threads(rounds: int) -> list[str]:
+    rows = ["| intra-op threads | ResNet-20 training img/s (bf16 channels_last) |", "|---|---:|"]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    step = train_step_fn("resnet20", "bf16", True)
+    results = {}
+    for n in sorted({1, cores}):
+        torch.set_num_threads(n)
+        results[n] = 128 / interleave({"s": step}, rounds, warmup=2)["s"]
+    torch.set_num_threads(cores)
+    for n, ips in results.items():
+        note = " (the library's choice: all cores of this process's share)" if n == cores else ""
+        rows.append(f"| {n}{note} | {ips:,.0f} |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", nargs="*", default=["limit", "train", "data", "inference", "memory", "threads"])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--memory-models", default="resnet110,resnet1202")
+    parser.add_argument("--checkpoint", help="a trained CIFAR checkpoint, for bf16-vs-fp32 top-1 agreement")
+    parser.add_argument("--data", help="its data (default: the checkpoint's)")
+    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        name, precision, ckpt = args.memory_child
+        _peak_rss_child(name, precision, ckpt == "1")
+        return
+    print(f"machine: {machine()}; torch threads {torch.get_num_threads()}")
+    fp32 = bf16 = float("nan")
+    if "limit" in args.sections or "train" in args.sections:
+        fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+        print(f"\nmatrix multiply 2048^3: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s\n")
+    sections = {
+        "train": lambda: bench_train(args.rounds, bf16),
+        "data": lambda: bench_data(args.rounds),
+        "inference": lambda: bench_inference(args.rounds),
+        "memory": lambda: bench_memory(args.memory_models.split(",")),
+        "threads": lambda: bench_threads(args.rounds),
+    }
+    for name, fn in sections.items():
+        if name in args.sections:
+            print(f"## {name}\n")
+            print("\n".join(fn()), flush=True)
+            print()
+    if args.checkpoint:
+        print("\n".join(agreement(args.checkpoint, args.data)))
+
+
+if __name__ == "__main__":
+    main()
