@@ -47,17 +47,27 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import check_parity, export_model
+    from .interop import load_model_file, model_file_kind
     from .models import create_model, model_info
     from .models.weights import load_state_dict, read_state_dict
 
-    info = model_info(args.model)
-    try:
-        model = create_model(args.model, **_model_kwargs(args.kw))
-    except TypeError as exc:
-        raise ResNetLabError(f"bad model option for {args.model}: {exc}") from None
-    if args.checkpoint:
-        load_state_dict(model, read_state_dict(args.checkpoint), source=args.checkpoint)
-    size = args.input_size or info.input_size
+    if args.checkpoint and model_file_kind(args.checkpoint):  # a training checkpoint / converted file names its model
+        loaded = load_model_file(args.checkpoint)
+        if (args.model and args.model != loaded.name) or args.kw:
+            raise ResNetLabError(f"{args.checkpoint} holds a {loaded.name} ({loaded.model_kwargs}); drop the model "
+                                 "name and --kw: they are read from the checkpoint")
+        model, size = loaded.model, args.input_size or loaded.view.crop
+    else:
+        if not args.model:
+            raise ResNetLabError("name the model to export (e.g. resnet50), or give --checkpoint of a training run")
+        info = model_info(args.model)
+        try:
+            model = create_model(args.model, **_model_kwargs(args.kw))
+        except TypeError as exc:
+            raise ResNetLabError(f"bad model option for {args.model}: {exc}") from None
+        if args.checkpoint:
+            load_state_dict(model, read_state_dict(args.checkpoint), source=args.checkpoint)
+        size = args.input_size or info.input_size
     out = export_model(model, args.format, args.out, size)
     diff = check_parity(model, out, size, batch=3)
     print(f"wrote {out} ({args.format}); max |exported - eager| at batch 3: {diff:.2e}")
@@ -70,6 +80,8 @@ def _train_overrides(args: argparse.Namespace) -> list[str]:
         value = getattr(args, key)
         if value is not None:
             pairs.insert(0, f"{key}={value}")
+    if getattr(args, "skip_bad", False):
+        pairs.insert(0, "skip_bad=true")
     return pairs
 
 
@@ -111,14 +123,50 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     report = evaluate_checkpoint(args.checkpoint, args.data, args.out, cache_dir=args.cache_dir,
                                  batch_size=args.batch_size, device=args.device, precision=args.precision,
-                                 progress=not args.no_progress)
-    print(f"{report['model']} at iteration {report['iteration']} on {report['images']} test images of {report['data']}")
+                                 progress=not args.no_progress, protocol=args.protocol, workers=args.workers,
+                                 skip_bad=args.skip_bad)
+    at = f" at iteration {report['iteration']}" if report["iteration"] is not None else ""
+    print(f"{report['model']}{at} on {report['images']} test images of {report['data']} ({report['protocol']} test)")
     print(f"top-1 error: {report['top1_error']:.2f}%")
     print(f"top-5 error: {report['top5_error']:.2f}%")
     print("per-class accuracy:")
     for name, acc in report["per_class_accuracy"].items():
         print(f"  {name:>14s} {acc:6.2f}%")
     print(f"confusion matrix: {report['out_dir']}/confusion.png and confusion.json")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .interop import convert_file
+
+    classes = None
+    if args.classes:
+        classes = [line.strip() for line in Path(args.classes).read_text().splitlines() if line.strip()]
+    conv = convert_file(args.source, args.input, args.output, classes)
+    opts = ", ".join(f"{k}={v}" for k, v in conv.model_kwargs.items())
+    print(f"wrote {args.output}: {conv.model_name} ({opts}) from a {args.source} checkpoint; use it with "
+          f"`resnetlab predict|eval|export --checkpoint {args.output}`")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .interop import load_model_file
+    from .predict import predict_files
+    from .train.engine import select_device
+
+    loaded = load_model_file(args.checkpoint)
+    preds = predict_files(loaded, args.images, topk=args.topk, protocol=args.protocol,
+                          device=select_device(args.device))
+    if args.json:
+        print(json.dumps([{"image": p.path, "top": [{"class": c, "probability": v} for c, v in p.top]}
+                          for p in preds], indent=2))
+        return 0
+    for p in preds:
+        print(p.path)
+        for rank, (name, prob) in enumerate(p.top, 1):
+            print(f"  {rank}. {name:<24s} {100 * prob:6.2f}%")
     return 0
 
 
@@ -157,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("export", help="export a model to ONNX or a torch.export program, checked against eager")
-    p.add_argument("model", help="a registered model name (see `resnetlab models`)")
+    p.add_argument("model", nargs="?",
+                   help="a registered model name (see `resnetlab models`); read from --checkpoint if that is a "
+                        "training checkpoint or a converted weights file")
     p.add_argument("--format", choices=["onnx", "pt2"], required=True)
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--checkpoint", help="weights to load first (.pt state dict or resnetlab checkpoint)")
@@ -170,19 +220,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="a registered model name, e.g. resnet56 (default: the recipe's, resnet20)")
     p.add_argument("--data", help="image-folder root, CIFAR folder/tarball, or cifar10/cifar100 (downloaded)")
     p.add_argument("--recipe", default="cifar10_paper", help="named preset (default cifar10_paper)")
-    p.add_argument("--out", help="run directory (new run)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its config is read from it)")
+    where = p.add_mutually_exclusive_group()  # both at once is a usage error (exit 2), never a guess
+    where.add_argument("--out", help="run directory (new run)")
+    where.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its config is read from it)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="multiply every iteration count of the schedule (milestones, end, intervals) by this")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. --set lr=0.05 --set precision=bf16 --set model.shortcut=B")
     p.add_argument("--cache-dir", dest="cache_dir", help="where downloads and decoded data are cached")
+    p.add_argument("--skip-bad", dest="skip_bad", action="store_true",
+                   help="train without unreadable images (each listed, with the count) instead of stopping")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint: top-1/top-5 error, per-class accuracy, confusion matrix")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint-NNNNNNN.pt file of a run")
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint-NNNNNNN.pt file of a run, or a weights file from `resnetlab convert`")
     p.add_argument("--data", help="data set (default: the one the checkpoint was trained on)")
+    p.add_argument("--protocol", choices=["center", "10crop", "multiscale"], default="center",
+                   help="test views (Sec. 3.4): center crop, 10-crop, or multi-scale fully convolutional")
+    p.add_argument("--workers", type=int, help="decoding processes for streamed folders (default: the run's)")
+    p.add_argument("--skip-bad", dest="skip_bad", action="store_true", help="skip (and list) unreadable images")
     p.add_argument("--out", help="folder for confusion.png/json (default: <checkpoint folder>/eval)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto")
@@ -190,6 +248,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", dest="cache_dir")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="top-5 classes (with probabilities) of image files under a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="a training checkpoint or a `resnetlab convert` weights file")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--protocol", choices=["center", "10crop", "multiscale"], default="center")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("convert", help="convert a torchvision or CIFAR-reference checkpoint to a resnetlab file")
+    p.add_argument("--from", dest="source", choices=["torchvision", "cifar-reference"], required=True,
+                   help="torchvision: its ImageNet ResNet .pth; cifar-reference: the well-known CIFAR "
+                        "reimplementation's {'state_dict', 'best_prec1'} file")
+    p.add_argument("input", metavar="IN")
+    p.add_argument("output", metavar="OUT")
+    p.add_argument("--classes", help="text file of class names, one a line, stored in OUT")
+    p.set_defaults(func=cmd_convert)
 
     from .experiments import EXPERIMENTS
 

@@ -8,7 +8,29 @@ import torch
 
 from .errors import DataError
 
-__all__ = ["SplitArrays"]
+__all__ = ["SplitArrays", "check_labels"]
+
+
+def check_labels(y: torch.Tensor, num_classes: int | None, what: str = "labels") -> None:
+    """Raise :class:`DataError` unless ``y`` holds integer class indices in ``[0, num_classes)``.
+
+    ``num_classes=None`` checks the lower bound only. Cross-entropy silently ignores the label -100 (its
+    ``ignore_index``) and fails only in the middle of a run on other out-of-range labels, so every entry point
+    that feeds labels to a loss checks them first.
+    """
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise DataError(f"{what} must be integer class indices, got {y.dtype}")
+    if not y.numel():
+        return
+    lo, hi = int(y.min()), int(y.max())
+    if lo >= 0 and (num_classes is None or hi < num_classes):
+        return
+    bad = y[(y < 0) | (y >= num_classes)] if num_classes is not None else y[y < 0]
+    span = f"[0, {num_classes})" if num_classes is not None else "[0, number of classes)"
+    hint = (" (-100 is cross-entropy's ignore_index: it would silently drop those images from the loss; remove "
+            "unlabelled images instead)") if bool((bad == -100).any()) else ""
+    raise DataError(f"{what} must lie in {span} (class indices); found {bad.numel()} outside it, e.g. "
+                    f"{sorted(set(bad[:5].tolist()))}{hint}")
 
 
 @dataclass
@@ -43,10 +65,7 @@ class SplitArrays:
                     f"{split} labels must be int64 [{x.shape[0]}], got {y.dtype} {tuple(y.shape)}; "
                     "this is a bug in the loader that produced them"
                 )
-            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= len(self.classes)):
-                raise DataError(
-                    f"{split} labels must lie in [0, {len(self.classes)}), found {int(y.min())}..{int(y.max())}"
-                )
+            check_labels(y, len(self.classes), f"{split} labels")
         if self.train_x.shape[2:] != self.test_x.shape[2:]:
             raise DataError(
                 f"train images are {tuple(self.train_x.shape[2:])} but test images are "

@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 
-from .arrays import SplitArrays
+from .arrays import SplitArrays, check_labels
 from .cache import resolve_cache_dir
 from .cifar import download as download_release
 from .cifar import get_release, is_official, load_official
@@ -199,6 +199,10 @@ class DataBundle:
     classes: list[str]
     mean: torch.Tensor
     std: torch.Tensor | None
+
+    def __post_init__(self) -> None:
+        for split, y in (("training", self.train_y), ("validation", self.val_y), ("test", self.test_y)):
+            check_labels(y, len(self.classes), f"{split} labels")
 
     @property
     def num_classes(self) -> int:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import torch
 
+from .arrays import check_labels
 from .augment import apply_crop_flip, draw_crop_flip
 from .errors import DataError
 
@@ -86,6 +87,7 @@ class BatchLoader:
             )
         if pad < 0:
             raise DataError(f"pad must be >= 0, got {pad}")
+        check_labels(y, None)  # -100 would be skipped silently by cross-entropy
         self.x, self.y = x, y
         self.batch_size, self.seed, self.train = int(batch_size), int(seed), train
         self.pad, self.flip = pad, flip

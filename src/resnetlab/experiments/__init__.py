@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ResNetLabError
-from . import degradation, responses, shortcuts, table6
+from . import degradation, imagenet, responses, shortcuts, table6
 from .runner import BUDGETS, Budget, Context, RunRecord, RunSpec, get_budget
 
 EXPERIMENTS: dict[str, tuple[Callable[..., Path], str]] = {
@@ -20,6 +20,8 @@ EXPERIMENTS: dict[str, tuple[Callable[..., Path], str]] = {
     "table6": (table6.run, "Table 6: CIFAR-10 test error of ResNet-20..110, several seeds"),
     "responses": (responses.run, "Fig. 7: std of every 3x3 layer's response, plain vs ResNets"),
     "shortcuts": (shortcuts.run, "shortcut options A/B/C on a CIFAR ResNet (the CIFAR analogue of Table 3)"),
+    "imagenet-table2": (imagenet.run_table2, "Table 2 / Fig. 4: ImageNet plain-18/34 vs ResNet-18/34 (--data ROOT)"),
+    "imagenet-table3": (imagenet.run_table3, "Table 3: ImageNet ResNet-34 A/B/C, ResNet-50/101/152 (--data ROOT)"),
 }
 
 

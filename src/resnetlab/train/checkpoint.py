@@ -46,17 +46,25 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
     """Serialise ``state`` to memory first (a failing object leaves no file), then write ``path`` atomically and
     its checksum beside it. A full disk raises a CheckpointError; earlier checkpoints are untouched."""
     buf = io.BytesIO()
-    torch.save({"format": FORMAT, "version": VERSION, **state}, buf)
+    try:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, buf)
+    except Exception as exc:  # an object pickle cannot store: nothing was written
+        raise CheckpointError(f"could not serialise checkpoint {path}: {type(exc).__name__}: "
+                              f"{(str(exc).splitlines() or [''])[0][:200]}; nothing was written and "
+                              "earlier checkpoints are intact (this is a bug: please report it)") from exc
     data = buf.getvalue()
     digest = _sha256(data)
+    existed = path.exists()
     try:
         # The checksum goes first: a checkpoint without its checksum is never taken for a good one.
         atomic_write(checksum_path(path), lambda f: f.write(f"{digest}  {path.name}\n".encode()))
         atomic_write(path, lambda f: f.write(data))
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            if not path.exists():
+    except BaseException as exc:
+        if not existed:  # no checksum without its checkpoint (atomic_write already removed its temp file)
+            with contextlib.suppress(OSError):
                 checksum_path(path).unlink()
+        if not isinstance(exc, OSError):
+            raise
         reason = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror or str(exc)
         raise CheckpointError(
             f"could not write checkpoint {path}: {reason}. Earlier checkpoints are intact; free space (or choose "
@@ -91,7 +99,7 @@ def load_checkpoint(path: str | Path, require_checksum: bool = True) -> dict[str
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, random bytes, or a pickle that wants to run code
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]} "
+            f"cannot read checkpoint {path}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]} "
             "(corrupt, truncated, or not a weights-only PyTorch file; files that would run code are refused)"
         ) from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:

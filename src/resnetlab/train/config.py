@@ -55,6 +55,20 @@ class TrainConfig:
     warmup_window: int = 20
     grad_accum: int = 1  # micro-batches per step (same global batch, less memory)
     label_smoothing: float = 0.0  # not in the paper; for experiments only
+    # ImageNet (Sec. 3.4): "divided by 10 when the error plateaus": lr /= lr_decay^-1 after plateau_patience
+    # evaluations whose validation error did not beat the best by more than plateau_threshold points
+    lr_schedule: Literal["step", "plateau"] = "step"
+    plateau_patience: int = 5
+    plateau_threshold: float = 0.1  # percentage points of validation top-1 error
+
+    # streaming image folders (loader="stream"): ImageNet-scale trees decoded on the fly by DataLoader workers
+    loader: Literal["memory", "stream"] = "memory"  # memory: decode once into uint8 tensors (CIFAR-sized data)
+    workers: int = 8  # DataLoader worker processes per training process (0: decode in the training process)
+    crop_size: int = 224  # stream: training crop side (Sec. 3.4)
+    scale_range: tuple[int, ...] = (256, 480)  # stream: shorter side resized to a random size in [lo, hi]
+    lighting: float = 0.1  # stream: std of AlexNet's PCA colour noise ("standard color augmentation"); 0 = off
+    mean_images: int = 10_000  # stream: training images sampled for the mean image / channel statistics
+    skip_bad: bool = False  # skip unreadable images (each reported by path) instead of stopping
 
     # bookkeeping
     seed: int = 0
@@ -69,6 +83,7 @@ class TrainConfig:
     precision: Precision = "fp32"
     channels_last: bool = True
     compile: bool = False  # model.compile(): keeps state-dict keys free of "_orig_mod."
+    activation_checkpointing: bool = False  # recompute block activations in backward: ResNet-1202 in < 12 GB
     sync_bn: bool = False  # GPU only: PyTorch's SyncBatchNorm has no CPU kernel
     threads: int = 0  # intra-op threads; 0 lets the library choose (all cores of this process's share)
 
@@ -79,6 +94,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
+        d["scale_range"] = list(self.scale_range)  # JSON has no tuples: lists compare equal after a round trip
         return d
 
     @classmethod
@@ -89,6 +105,7 @@ class TrainConfig:
             raise ConfigError(f"unknown config key(s) {unknown}: the run was made by another version of resnetlab")
         cfg = cls(**{k: v for k, v in d.items()})
         cfg.milestones = tuple(int(m) for m in cfg.milestones)
+        cfg.scale_range = tuple(int(m) for m in cfg.scale_range)
         return cfg
 
     def to_json(self) -> str:
@@ -96,11 +113,28 @@ class TrainConfig:
 
 
 # --- recipes ----------------------------------------------------------------------------------------------------------
+IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 training set
+IMAGENET_EPOCH_ITERS = -(-IMAGENET_TRAIN_IMAGES // 256)  # 5,005 iterations of batch 256 per epoch
+# Sec. 3.4: SGD batch 256, weight decay 1e-4, momentum 0.9, 60e4 iterations; scale augmentation [256, 480], 224
+# crops, flips, per-pixel mean, PCA lighting. Validation = the folder's val/ tree (val_size=0), center crop, once
+# an epoch. The data streams from disk (loader="stream"): ImageNet does not fit in memory.
+_IMAGENET: dict[str, Any] = {
+    "model": "resnet50", "data": "imagenet", "loader": "stream", "batch_size": 256, "lr": 0.1, "momentum": 0.9,
+    "weight_decay": 1e-4, "max_iters": 600_000, "crop_size": 224, "scale_range": (256, 480), "lighting": 0.1,
+    "normalize": "pixel", "val_size": 0, "eval_test": False, "eval_interval": IMAGENET_EPOCH_ITERS,
+    "log_interval": 100, "eval_batch_size": 200,
+}
+
 RECIPES: dict[str, dict[str, Any]] = {
     # Sec. 4.2: batch 128, lr 0.1 / 10 at 32k and 48k, stop at 64k, 45k/5k split, per-pixel mean, pad-crop-flip.
     "cifar10_paper": {"data": "cifar10"},
     # The same recipe on CIFAR-100 (Identity Mappings paper, Table 2, uses it).
     "cifar100_paper": {"data": "cifar100"},
+    # Sec. 3.4, ImageNet: batch 256, lr 0.1 divided by 10 when the validation error plateaus, 60e4 iterations.
+    "imagenet_paper": {**_IMAGENET, "lr_schedule": "plateau", "milestones": ()},
+    # The fixed-milestone variant: /10 after 30 and 60 epochs of ImageNet at batch 256, in iterations.
+    "imagenet_paper_steps": {**_IMAGENET, "lr_schedule": "step",
+                             "milestones": (30 * IMAGENET_EPOCH_ITERS, 60 * IMAGENET_EPOCH_ITERS)},
 }
 
 _SCALED = ("milestones", "max_iters", "eval_interval", "log_interval")
@@ -214,6 +248,17 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.precision in ("fp32", "bf16", "fp16"), f"precision must be fp32, bf16 or fp16, got {cfg.precision!r}"),
         (cfg.warmup in ("auto", "on", "off"), f"warmup must be auto, on or off, got {cfg.warmup!r}"),
         (0 < cfg.warmup_until_error <= 100, "warmup_until_error is a percentage in (0, 100]"),
+        (cfg.lr_schedule in ("step", "plateau"), f"lr_schedule must be step or plateau, got {cfg.lr_schedule!r}"),
+        (cfg.plateau_patience >= 1, f"plateau_patience must be >= 1 evaluation, got {cfg.plateau_patience}"),
+        (cfg.plateau_threshold >= 0, f"plateau_threshold must be >= 0, got {cfg.plateau_threshold}"),
+        (cfg.loader in ("memory", "stream"), f"loader must be memory or stream, got {cfg.loader!r}"),
+        (cfg.workers >= 0, f"workers must be >= 0, got {cfg.workers}"),
+        (cfg.crop_size > 0, f"crop_size must be positive, got {cfg.crop_size}"),
+        (len(cfg.scale_range) == 2 and cfg.crop_size <= cfg.scale_range[0] <= cfg.scale_range[1],
+         f"scale_range must be two sides lo,hi with crop_size ({cfg.crop_size}) <= lo <= hi, got "
+         f"{list(cfg.scale_range)}"),
+        (cfg.lighting >= 0, f"lighting must be >= 0, got {cfg.lighting}"),
+        (cfg.mean_images >= 1, f"mean_images must be >= 1, got {cfg.mean_images}"),
     ]
     for ok, message in checks:
         if not ok:

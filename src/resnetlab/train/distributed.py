@@ -49,9 +49,10 @@ def init_distributed(device: torch.device, timeout_s: float = 600.0) -> DistInfo
     try:
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     except Exception as exc:
+        reason = str(exc).strip().rstrip(".")
         raise ResNetLabError(
             f"could not join the process group ({backend}, rank {info.rank} of {info.world_size}) at "
-            f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}: {exc}. Check that every "
+            f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}: {reason}. Check that every "
             "node runs the same torchrun command with the same --rdzv_endpoint and that the port is reachable"
         ) from None
     return info
@@ -61,6 +62,15 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if info.enabled:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's buffers (BN running statistics). DDP here does not broadcast buffers, so each rank's
+    statistics follow its own share of the batches; evaluating after this scores the model rank 0 checkpoints, and
+    a resumed run (which loads rank 0's buffers everywhere) evaluates exactly as the uninterrupted one."""
+    if info.enabled:
+        for buf in module.buffers():
+            dist.broadcast(buf, src=0)
 
 
 def barrier(info: DistInfo) -> None:

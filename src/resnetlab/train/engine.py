@@ -16,6 +16,7 @@ computes with 2 micro-batches of 64.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -30,18 +31,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import BatchLoader, DataBundle, derive_seed, load_dataset, make_bundle, normalize
-from ..data.cache import atomic_write
+from ..data.arrays import check_labels
+from ..data.cache import atomic_write, tensor_digest
+from ..data.stream import StreamData, StreamLoader
 from ..errors import ResNetLabError
 from ..models import create_model
 from . import checkpoint as ckpt
 from .config import ConfigError, TrainConfig, validate
-from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from .distributed import DistInfo, all_reduce_sum, barrier, broadcast_buffers, cleanup, init_distributed
 from .metrics import MetricsLog, plot_curves, read_metrics
 from .schedule import LRSchedule
 
 # Config keys that may differ when a run is resumed: where and how it computes, not what it computes.
 RESUMABLE_CHANGES = {"device", "threads", "eval_batch_size", "cache_dir", "data", "compile", "precision",
-                     "channels_last"}
+                     "channels_last", "workers", "skip_bad"}  # skip_bad: nothing changes while every file decodes
 
 
 class NonFiniteLossError(ResNetLabError):
@@ -106,6 +109,7 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, mean: Tensor, std
     """
     info = info or DistInfo()
     device = torch.device(device)
+    check_labels(labels, num_classes, "evaluation labels")  # -100 would be left out of the loss silently
     was_training = model.training
     model.eval()
     share = _rank_slice(int(images.shape[0]), info)
@@ -175,13 +179,16 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
 class Trainer:
     """Holds a run's model, optimizer, schedule and data; ``train_one_epoch`` advances it, ``state_dict`` saves it."""
 
-    def __init__(self, cfg: TrainConfig, data: DataBundle, info: DistInfo | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, data: DataBundle | StreamData, info: DistInfo | None = None) -> None:
         validate(cfg)
         self.cfg, self.data, self.info = cfg, data, info or DistInfo()
         self.device = select_device(cfg.device, self.info)
         if cfg.precision == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError("this GPU has no bfloat16 support; use --set precision=fp16")
         check_num_classes(cfg, data)
+        if isinstance(data, DataBundle):  # -100 or out-of-range labels: one message now, not a silent loss or a crash
+            for split, y in (("training", data.train_y), ("validation", data.val_y), ("test", data.test_y)):
+                check_labels(y, data.num_classes, f"{split} labels")
         model = build_model(cfg, data.num_classes)
         self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         model = model.to(self.device, memory_format=self.fmt)
@@ -190,6 +197,8 @@ class Trainer:
                 raise ConfigError("sync_bn needs GPUs: PyTorch's SyncBatchNorm has no CPU implementation")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model  # the bare module: its state-dict keys carry no "module." / "_orig_mod." prefix
+        if cfg.activation_checkpointing:
+            model.set_grad_checkpointing(True)  # type: ignore[operator]
         if cfg.compile:
             model.compile()
         self.ddp: nn.Module = model
@@ -204,8 +213,17 @@ class Trainer:
         self.schedule = LRSchedule.from_config(cfg)
         self.mean = data.mean.to(self.device)
         self.std = None if data.std is None else data.std.to(self.device)
-        self.loader = BatchLoader(data.train_x, data.train_y, cfg.batch_size, cfg.seed, train=True, pad=cfg.pad,
-                                  flip=cfg.flip, rank=self.info.rank, world_size=self.info.world_size)
+        self.loader: BatchLoader | StreamLoader
+        if isinstance(data, StreamData):  # streamed image folder (issue 5): same batches/resume/rank contract
+            self.loader = data.train_loader(cfg.batch_size, cfg.seed, rank=self.info.rank,
+                                            world_size=self.info.world_size, pin_memory=self.device.type == "cuda")
+        else:
+            self.loader = BatchLoader(data.train_x, data.train_y, cfg.batch_size, cfg.seed, train=True,
+                                      pad=cfg.pad, flip=cfg.flip, rank=self.info.rank,
+                                      world_size=self.info.world_size)
+        if cfg.lr_schedule == "plateau" and not self.split_size("val"):
+            raise ConfigError("lr_schedule=plateau watches the validation error, but there is no validation split: "
+                              "set val_size > 0 (or use a folder with val/ and loader=stream)")
         local = self.loader.local_batch_size
         if local % cfg.grad_accum:
             raise ConfigError(f"grad_accum={cfg.grad_accum} must divide the per-process batch of {local} images")
@@ -264,7 +282,20 @@ class Trainer:
             if on_step is not None:
                 on_step(self, loss_sum, wrong, count)
 
+    def split_size(self, split: str) -> int:
+        """Images in the "val" or "test" split (0: the split is empty and is not evaluated)."""
+        if isinstance(self.data, StreamData):
+            return self.data.split_size(split)
+        return int((self.data.val_x if split == "val" else self.data.test_x).shape[0])
+
     def evaluate(self, split: str) -> EvalResult:
+        broadcast_buffers(self.model, self.info)  # every rank scores the model that rank 0 checkpoints
+        if isinstance(self.data, StreamData):  # center-crop validation of a streamed folder (Fig. 4's bold curves)
+            from .protocols import evaluate_stream
+
+            return evaluate_stream(self.model, self.data, split, "center", batch_size=self.cfg.eval_batch_size,
+                                   device=self.device, precision=self.cfg.precision,
+                                   channels_last=self.cfg.channels_last, info=self.info)
         x, y = (self.data.val_x, self.data.val_y) if split == "val" else (self.data.test_x, self.data.test_y)
         return evaluate(self.model, x, y, self.mean, self.std, batch_size=self.cfg.eval_batch_size,
                         device=self.device, precision=self.cfg.precision, channels_last=self.cfg.channels_last,
@@ -286,7 +317,8 @@ class Trainer:
             "classes": list(self.data.classes),
             "mean": self.data.mean,
             "std": self.data.std,
-            "input_size": int(self.data.train_x.shape[-1]),
+            "input_size": (self.data.input_size if isinstance(self.data, StreamData)
+                           else int(self.data.train_x.shape[-1])),
             "world_size": self.info.world_size,
         }
 
@@ -305,14 +337,24 @@ class Trainer:
 
 
 # --- a whole run --------------------------------------------------------------------------------------------------
-def load_data(cfg: TrainConfig, info: DistInfo | None = None, progress: bool = True) -> DataBundle:
-    """Decode (or read from the cache) the data and split it; rank 0 first, so only one process builds the cache."""
+def load_data(cfg: TrainConfig, info: DistInfo | None = None, progress: bool = True) -> DataBundle | StreamData:
+    """Decode (or read from the cache) the data and split it; rank 0 first, so only one process builds the cache.
+
+    With ``loader="stream"`` nothing is decoded: the folder is scanned and the mean image computed (and cached).
+    """
     info = info or DistInfo()
     if info.rank != 0:
         barrier(info)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else None
     try:
-        arrays = load_dataset(cfg.data, cache_dir=cache, progress=progress and info.is_main)
+        if cfg.loader == "stream":
+            from ..data.stream import open_stream
+
+            return open_stream(cfg.data, crop=cfg.crop_size, val_size=cfg.val_size, split_seed=cfg.split_seed,
+                               normalize=cfg.normalize, scale_range=cfg.scale_range, flip=cfg.flip,
+                               lighting=cfg.lighting, mean_images=cfg.mean_images, skip_bad=cfg.skip_bad,
+                               workers=cfg.workers, cache_dir=cache, progress=progress and info.is_main)
+        arrays = load_dataset(cfg.data, cache_dir=cache, skip_bad=cfg.skip_bad, progress=progress and info.is_main)
     finally:
         if info.rank == 0:
             barrier(info)
@@ -334,6 +376,47 @@ def read_run_config(run_dir: Path) -> TrainConfig:
         return TrainConfig.from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as exc:
         raise ResNetLabError(f"{path} is damaged ({exc}); it cannot be resumed") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _last_checkpoint_text(last: list[tuple[int, Path]]) -> str:
+    return f"the last checkpoint {last[-1][1]} is intact" if last else "no checkpoint was written yet"
+
+
+def _peer_failure(exc: BaseException) -> bool:
+    """A collective failed because another process of the job died (gloo / NCCL / the store)."""
+    import torch.distributed as dist
+
+    text = str(exc)
+    return isinstance(exc, dist.DistError) or any(
+        s in text for s in ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Socket Timeout"))
+
+
+def _data_digest(data: DataBundle | StreamData) -> str | None:
+    """SHA-256 of in-memory data and its split (None for streamed data), stored in every checkpoint."""
+    if not isinstance(data, DataBundle):
+        return None
+    return tensor_digest((data.train_x, data.train_y, data.val_x, data.val_y, data.test_x, data.test_y),
+                         "\n".join(data.classes).encode())
+
+
+def _check_same_data(path: Path, state: dict[str, Any], trainer: Trainer, digest: str | None) -> None:
+    """Refuse to resume on other data: other classes, or (in-memory data) other images, labels or split."""
+    classes = list(trainer.data.classes)
+    if list(state.get("classes", classes)) != classes:
+        theirs = list(state["classes"])
+        raise ckpt.CheckpointError(
+            f"{path} was trained on {len(theirs)} classes ({', '.join(theirs[:5])}{', ...' if len(theirs) > 5 else ''})"
+            f" but the data now has {len(classes)} ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}): "
+            "resume with the run's data set (--data), or start a new run with --out")
+    if state.get("data_digest") is not None and state["data_digest"] != digest:
+        raise ckpt.CheckpointError(
+            f"the data changed since {path} was written (other images, labels or split of {trainer.cfg.data}): "
+            "resuming would train on other data. Restore the data the run started with, or start a new run with "
+            "--out")
 
 
 def _has_run(run_dir: Path) -> bool:
@@ -367,7 +450,8 @@ class _Progress:
             self.bar.close()
 
 
-def fit(cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool | str = False, data: DataBundle | None = None,
+def fit(cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool | str = False,
+        data: DataBundle | StreamData | None = None,
         progress: bool = True, log: Callable[[str], None] | None = None) -> RunResult:
     """Train ``cfg`` into ``run_dir``; with ``resume=True`` continue the run there (config read from it if ``cfg``
     is None); ``resume="auto"`` resumes a matching run or starts a new one (used by the experiments)."""
@@ -399,47 +483,79 @@ def fit(cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool | str = Fa
     try:
         lock = ckpt.RunLock(run_dir) if info.is_main else contextlib.nullcontext()
         with lock:
+            if not resume and info.is_main and _has_run(run_dir):  # made by another process since the check above
+                raise ResNetLabError(f"{run_dir} already holds a run; continue it with `resnetlab train --resume "
+                                     f"{run_dir}` or choose another --out (nothing was overwritten)")
             return _fit(cfg, run_dir, info, data, progress, log)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise ResNetLabError(f"the disk is full: cannot write {exc.filename or run_dir} ({exc.strerror}). Files "
+                             f"written before are intact; free space and continue with `resnetlab train --resume "
+                             f"{run_dir}`") from None
+    except RuntimeError as exc:
+        if not (info.enabled and _peer_failure(exc)):
+            raise
+        last = ckpt.list_checkpoints(run_dir)
+        raise ResNetLabError(
+            f"rank {info.rank} lost contact with another process of the distributed job: it crashed or was killed "
+            f"(see its log; {_first_line(exc)[:120]}). Continue with `resnetlab train --resume {run_dir}` (any "
+            f"number of processes): {_last_checkpoint_text(last)}") from None
     finally:
         cleanup(info)
 
 
-def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | None, progress: bool,
+def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | StreamData | None, progress: bool,
          log: Callable[[str], None] | None) -> RunResult:
     main = info.is_main
     data = data if data is not None else load_data(cfg, info, progress)
     trainer = Trainer(cfg, data, info)  # bad data or options fail here, before the run directory is touched
+    digest = _data_digest(data)  # in every checkpoint: a resume on changed data is refused
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        for tmp in run_dir.glob(".checkpoint-*.tmp"):  # left by a kill during a save
+        for tmp in run_dir.glob(".*.tmp"):  # atomic_write's temp files, left by a kill during a write
             tmp.unlink(missing_ok=True)
-        atomic_write(run_dir / "config.json", lambda f: f.write(cfg.to_json().encode()))
     bar = _Progress(progress and main, cfg.max_iters, 0, cfg.model)
     say = log or bar.write
 
     found = ckpt.latest_checkpoint(run_dir, log=say) if run_dir.exists() else None
+    if found is None and ckpt.list_checkpoints(run_dir):  # never restart from scratch over a run's history
+        raise ckpt.CheckpointError(
+            f"none of the checkpoints in {run_dir} can be used (see the warnings above), so the run cannot resume; "
+            "nothing was changed. Restore one, or move them away to restart the run from iteration 0")
     if found is not None:
         path, state = found
         diff = _config_differences(TrainConfig.from_dict(state["config"]), cfg)
         if diff:
             raise ckpt.CheckpointError(f"{path} was made by a different run ({'; '.join(diff)}); it does not belong "
                                        f"in {run_dir}")
-        trainer.load_state_dict(state)
+        _check_same_data(path, state, trainer, digest)
+        try:
+            trainer.load_state_dict(state)
+        except (ResNetLabError, KeyError, ValueError, RuntimeError) as exc:
+            raise ckpt.CheckpointError(f"{path} cannot be resumed: {type(exc).__name__}: {_first_line(exc)}; it "
+                                       f"does not belong in {run_dir} (move it away to resume from an earlier "
+                                       "one)") from None
         if main and trainer.iteration < cfg.max_iters:
             say(f"resuming {run_dir} from {path.name} (iteration {trainer.iteration} of {cfg.max_iters})")
     metrics = MetricsLog(run_dir / "metrics.jsonl")
-    if main:
+    if main:  # only now: a resume refused above has changed nothing
+        atomic_write(run_dir / "config.json", lambda f: f.write(cfg.to_json().encode()))
         metrics.truncate(trainer.iteration)
     if bar.bar is not None:
         bar.bar.n = trainer.iteration
         bar.bar.refresh()
 
     window = {"loss": 0.0, "wrong": 0.0, "count": 0, "t0": time.perf_counter()}
+    if found is not None:  # the logging window half-filled at the checkpoint: the next row averages the same steps
+        window.update(found[1].get("log_window") or {})
     shown: dict[str, str] = {}  # the progress bar's postfix: this batch's loss/error, the last interval's img/s
 
     def save() -> None:
         if main:
-            ckpt.save_checkpoint(trainer.state_dict(), run_dir / ckpt.checkpoint_name(trainer.iteration))
+            state = {**trainer.state_dict(), "log_window": {k: window[k] for k in ("loss", "wrong", "count")},
+                     "data_digest": digest}
+            ckpt.save_checkpoint(state, run_dir / ckpt.checkpoint_name(trainer.iteration))
             ckpt.prune_checkpoints(run_dir, cfg.keep_checkpoints)
 
     def on_step(t: Trainer, loss_sum: float, wrong: float, count: int) -> None:
@@ -462,9 +578,10 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Non
             window.update(loss=0.0, wrong=0.0, count=0, t0=time.perf_counter())
         if it % cfg.eval_interval == 0 or it == cfg.max_iters:
             row = {"kind": "eval", "iter": it}
-            if t.data.val_x.shape[0]:
+            if t.split_size("val"):
                 r = t.evaluate("val")
                 row.update(val_error=r.top1_error, val_loss=r.loss)
+                t.schedule.observe_validation(it, r.top1_error)  # plateau schedule; saved by the checkpoint below
             if cfg.eval_test:
                 r = t.evaluate("test")
                 row.update(test_error=r.top1_error, test_loss=r.loss)
@@ -483,12 +600,16 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Non
         raise NonFiniteLossError(f"{exc}; training stopped and {where}. Lower the learning rate (--set lr=...), use "
                                  "warm-up (--set warmup=on) or fp32 (--set precision=fp32)") from None
     except (torch.OutOfMemoryError, RuntimeError) as exc:
-        if "out of memory" not in str(exc) and "can't allocate memory" not in str(exc):
+        if not isinstance(exc, torch.OutOfMemoryError) and "out of memory" not in str(exc) \
+                and "can't allocate memory" not in str(exc):
             raise
+        last = ckpt.list_checkpoints(run_dir)
         raise ResNetLabError(
-            f"out of memory at iteration {trainer.iteration + 1} ({str(exc).splitlines()[0][:160]}). Use a smaller "
-            "batch per step (--set grad_accum=2 keeps the global batch), bf16 (--set precision=bf16), or fewer "
-            "processes per device; no partial checkpoint was written"
+            f"out of memory at iteration {trainer.iteration + 1} ({_first_line(exc)}). Use a smaller batch per "
+            "step (--set grad_accum=2 keeps the global batch of "
+            f"{cfg.batch_size}), bf16 (--set precision=bf16), activation checkpointing (--set "
+            "activation_checkpointing=true), or fewer processes per device. No partial checkpoint was written; "
+            f"{_last_checkpoint_text(last)}"
         ) from None
     finally:
         bar.close()

@@ -17,7 +17,7 @@ from ..models import create_model
 from ..models.weights import load_state_dict
 from .checkpoint import checksum_path, load_checkpoint
 from .config import TrainConfig
-from .engine import EvalResult, evaluate, select_device
+from .engine import evaluate, select_device
 
 
 def model_from_checkpoint(state: dict[str, Any], source: str = "checkpoint") -> tuple[nn.Module, TrainConfig]:
@@ -68,34 +68,61 @@ def plot_confusion(confusion: Tensor, classes: list[str], out: Path, title: str)
 
 def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str | Path | None = None, *,
                         cache_dir: str | None = None, batch_size: int = 1000, device: str = "auto",
-                        precision: str = "fp32", progress: bool = True) -> dict[str, Any]:
-    """Evaluate a checkpoint on the test split of ``data`` (default: the data it was trained on).
+                        precision: str = "fp32", progress: bool = True, protocol: str = "center",
+                        workers: int | None = None, skip_bad: bool = False) -> dict[str, Any]:
+    """Evaluate a checkpoint (or a ``resnetlab convert`` weights file) on the test split of ``data`` (default: the
+    data it was trained on) under a test ``protocol``: ``center``, ``10crop`` or ``multiscale`` (Sec. 3.4).
 
+    In-memory data (CIFAR) is evaluated on its test set; a model trained on a streamed folder (ImageNet) on the
+    folder's test/ (else val/) tree, decoded by ``workers`` DataLoader processes. ``batch_size`` counts views.
     Writes ``confusion.json`` and ``confusion.png`` to ``out_dir`` (default ``<checkpoint folder>/eval``) and returns
     the report (errors in %).
     """
+    from ..data.stream import open_stream
+    from ..interop import load_model_file
+    from .protocols import check_protocol, evaluate_stream, evaluate_tensors
+
+    check_protocol(protocol)
     path = Path(path)
-    model, cfg, state = load_trained(path)
-    classes = list(state["classes"])
-    arrays = load_dataset(data or cfg.data, cache_dir=Path(cache_dir) if cache_dir else None, progress=progress)
-    if arrays.classes != classes:
-        raise ResNetLabError(f"the data's classes {arrays.classes[:5]}... differ from the checkpoint's "
-                             f"{classes[:5]}...: evaluate on the data set the model was trained on")
-    if tuple(arrays.test_x.shape[-2:]) != tuple(state["mean"].shape[-2:]) and state["mean"].dim() == 3:
-        raise ResNetLabError(f"the test images are {tuple(arrays.test_x.shape[-2:])} but the model was trained on "
-                             f"{tuple(state['mean'].shape[-2:])} images")
+    loaded = load_model_file(path)
+    cfg = loaded.config
+    spec = data or (cfg.data if cfg is not None else None)
+    if spec is None:
+        raise ResNetLabError(f"{path} is a converted weights file: give the data to evaluate on with --data")
     dev = select_device(device)
-    model = model.to(dev, memory_format=torch.channels_last)
-    result: EvalResult = evaluate(model, arrays.test_x, arrays.test_y, state["mean"].to(dev),
-                                  None if state["std"] is None else state["std"].to(dev), batch_size=batch_size,
-                                  device=dev, precision=precision, num_classes=len(classes), progress=progress)
+    model = loaded.model.to(dev, memory_format=torch.channels_last)
+    mean, std = loaded.mean, loaded.std
+    per_image = {"center": 1, "10crop": 10, "multiscale": len(loaded.view.scale_sides)}[protocol]
+    common = {"device": dev, "precision": precision, "chunk": batch_size, "progress": progress}
+    if loaded.view.style == "imagenet":  # images of any size, streamed: the folder's held-out tree
+        n_workers = workers if workers is not None else (cfg.workers if cfg is not None else 8)
+        stream = open_stream(spec, crop=loaded.view.crop, mean=mean, std=std, workers=n_workers, skip_bad=skip_bad,
+                             progress=progress)
+        classes = _check_classes(loaded.classes, stream.classes, loaded.num_classes)
+        result = evaluate_stream(model, stream, "test", protocol, batch_size=max(1, batch_size // per_image),
+                                 num_classes=len(classes), **common)
+    else:
+        arrays = load_dataset(spec, cache_dir=Path(cache_dir) if cache_dir else None, progress=progress,
+                              skip_bad=skip_bad)
+        classes = _check_classes(loaded.classes, arrays.classes, loaded.num_classes)
+        if mean.dim() == 3 and mean.shape[-1] > 1 and tuple(arrays.test_x.shape[-2:]) != tuple(mean.shape[-2:]):
+            raise ResNetLabError(f"the test images are {tuple(arrays.test_x.shape[-2:])} but the model was trained "
+                                 f"on {tuple(mean.shape[-2:])} images")
+        if protocol == "center":  # the single original image (Sec. 4.2)
+            result = evaluate(model, arrays.test_x, arrays.test_y, mean.to(dev), None if std is None else std.to(dev),
+                              batch_size=batch_size, device=dev, precision=precision, num_classes=len(classes),
+                              progress=progress)
+        else:
+            result = evaluate_tensors(model, arrays.test_x, arrays.test_y, mean, std, protocol, loaded.view,
+                                      batch_size=max(1, batch_size // per_image), num_classes=len(classes), **common)
     assert result.confusion is not None
     per_class = (result.confusion.diag().double() / result.confusion.sum(1).clamp(min=1) * 100).tolist()
     report = {
         "checkpoint": str(path),
-        "model": cfg.model,
-        "iteration": int(state["iteration"]),
-        "data": str(data or cfg.data),
+        "model": loaded.name,
+        "iteration": loaded.iteration,
+        "data": str(spec),
+        "protocol": protocol,
         "images": result.count,
         "top1_error": result.top1_error,
         "top5_error": result.top5_error,
@@ -106,7 +133,19 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
     }
     out = Path(out_dir) if out_dir else path.parent / "eval"
     atomic_write(out / "confusion.json", lambda f: f.write(json.dumps(report, indent=2).encode()))
+    at = f" @ {report['iteration']} it" if report["iteration"] is not None else ""
     plot_confusion(result.confusion, classes, out / "confusion.png",
-                   f"{cfg.model} @ {report['iteration']} it: top-1 error {result.top1_error:.2f}%")
+                   f"{loaded.name}{at} ({protocol}): top-1 error {result.top1_error:.2f}%")
     report["out_dir"] = str(out)
     return report
+
+
+def _check_classes(model_classes: list[str] | None, data_classes: list[str], num_classes: int) -> list[str]:
+    """The class names to report: the model's, which must be the data's (a converted model without names takes
+    the data's sorted folder names, as torchvision's ImageNet indices are)."""
+    if model_classes is not None and model_classes != list(data_classes):
+        raise ResNetLabError(f"the data's classes {data_classes[:5]}... differ from the checkpoint's "
+                             f"{model_classes[:5]}...: evaluate on the data set the model was trained on")
+    if len(data_classes) != num_classes:
+        raise ResNetLabError(f"the data has {len(data_classes)} classes but the model outputs {num_classes}")
+    return list(data_classes)

@@ -1,4 +1,5 @@
-"""The paper's learning-rate schedule, counted in iterations, with ResNet-110's error-triggered warm-up (Sec. 4.2)."""
+"""The paper's learning-rate schedules, counted in iterations: fixed milestones with ResNet-110's error-triggered
+warm-up (Sec. 4.2), and ImageNet's "divided by 10 when the error plateaus" (Sec. 3.4)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,12 @@ class LRSchedule:
     """Step schedule plus warm-up: lr = ``warmup_lr`` until the mean training error of the last ``window``
     iterations falls below ``until_error`` %, then the step schedule (which starts at 0.1: it goes *back* up).
 
-    The state (whether warm-up is on, the recent errors, where it ended) is part of every checkpoint.
+    With ``plateau=True`` the milestones are ignored: lr = ``base_lr * decay**reductions``, and a reduction happens
+    when ``patience`` validations in a row failed to beat the best validation error by more than ``threshold``
+    points (``observe_validation``, called by the trainer after every evaluation, before the checkpoint is saved).
+
+    The state (whether warm-up is on, the recent errors, where it ended, the plateau's best error, count and
+    reductions) is part of every checkpoint.
     """
 
     base_lr: float
@@ -43,11 +49,18 @@ class LRSchedule:
     window: int = 20
     warmup_ended_at: int | None = None  # iteration at which lr went back to base_lr
     recent: deque[float] = field(default_factory=deque)
+    plateau: bool = False
+    patience: int = 5  # validations without improvement before a reduction
+    threshold: float = 0.1  # percentage points an error must improve on the best to count
+    best: float | None = None
+    stale: int = 0  # validations since the best one
+    reduced_at: list[int] = field(default_factory=list)  # iterations after which lr was divided
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> LRSchedule:
         return cls(cfg.lr, tuple(cfg.milestones), cfg.lr_decay, warmup_wanted(cfg), cfg.warmup_lr,
-                   cfg.warmup_until_error, cfg.warmup_window)
+                   cfg.warmup_until_error, cfg.warmup_window, plateau=cfg.lr_schedule == "plateau",
+                   patience=cfg.plateau_patience, threshold=cfg.plateau_threshold)
 
     @property
     def warming_up(self) -> bool:
@@ -56,6 +69,8 @@ class LRSchedule:
     def lr(self, iteration: int) -> float:
         if self.warming_up:
             return self.warmup_lr
+        if self.plateau:
+            return self.base_lr * self.decay ** len(self.reduced_at)
         return step_lr(iteration, self.base_lr, self.milestones, self.decay)
 
     def observe(self, iteration: int, train_error: float) -> None:
@@ -68,10 +83,29 @@ class LRSchedule:
         if len(self.recent) == self.window and sum(self.recent) / self.window < self.until_error:
             self.warmup_ended_at = iteration + 1
 
+    def observe_validation(self, iteration: int, val_error: float) -> bool:
+        """Feed the validation error (%) measured after ``iteration`` iterations; True if lr was just divided."""
+        if not self.plateau:
+            return False
+        if self.best is None or val_error < self.best - self.threshold:
+            self.best, self.stale = val_error, 0
+            return False
+        self.stale += 1
+        if self.stale < self.patience:
+            return False
+        self.reduced_at.append(iteration)
+        self.stale = 0  # the best error stays: the next reduction needs another `patience` stale validations
+        return True
+
     def state_dict(self) -> dict[str, Any]:
-        return {"warmup": self.warmup, "warmup_ended_at": self.warmup_ended_at, "recent": list(self.recent)}
+        return {"warmup": self.warmup, "warmup_ended_at": self.warmup_ended_at, "recent": list(self.recent),
+                "plateau": {"best": self.best, "stale": self.stale, "reduced_at": list(self.reduced_at)}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.warmup = bool(state["warmup"])
         self.warmup_ended_at = state["warmup_ended_at"]
         self.recent = deque(float(e) for e in state["recent"])
+        plateau = state.get("plateau") or {}  # absent in checkpoints of step-schedule runs made before it existed
+        self.best = plateau.get("best")
+        self.stale = int(plateau.get("stale", 0))
+        self.reduced_at = [int(i) for i in plateau.get("reduced_at", [])]
