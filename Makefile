@@ -27,6 +27,9 @@ test: $(STAMP) lint
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+bench: $(STAMP)
+	$(BIN)/python benchmarks/speed.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard benchmarks) hubconf.py
 

@@ -19,7 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -60,16 +60,22 @@ TRAIN_MODES = {
 }
 
 
-def train_step_fn(name: str, precision: str, channels_last: bool, batch: int = 128) -> Callable[[], None]:
+Batches = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+
+def train_step_fn(name: str, precision: str, channels_last: bool, batch: int = 128,
+                  batches: Batches | None = None) -> Callable[[], None]:
+    """One SGD step of the library's training path; ``batches`` feeds it (default: one preloaded batch)."""
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = create_model(name).to(memory_format=fmt).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8)
-    labels = torch.randint(0, 10, (batch,))
-    mean = images.float().mean(0)
+    fixed = (torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (batch,)))
+    mean = fixed[0].float().mean(0)
+    batches = batches or (lambda: fixed)
 
     def step() -> None:
+        images, labels = batches()
         x = normalize(images, mean, memory_format=fmt)
         opt.zero_grad(set_to_none=True)
         if precision == "bf16":
@@ -106,8 +112,7 @@ def bench_data(rounds: int) -> list[str]:
     y = torch.randint(0, 10, (50_000,))
     g = torch.Generator().manual_seed(0)
     batch = x[:128]
-    loader = BatchLoader(x, y, 128, seed=0, train=True)
-    it = iter(loader.batches(0))
+    it = endless(BatchLoader(x, y, 128, seed=0, train=True))
 
     def augment() -> None:
         apply_crop_flip(batch, 4, draw_crop_flip(128, 4, g))
@@ -126,29 +131,23 @@ def bench_data(rounds: int) -> list[str]:
     return rows
 
 
+def endless(loader: BatchLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    epoch = 0
+    while True:
+        yield from loader.batches(epoch)
+        epoch += 1
+
+
 def _loader_overhead(x: torch.Tensor, y: torch.Tensor, steps: int) -> str:
-    step = train_step_fn("resnet20", "fp32", True)
-    loader = BatchLoader(x, y, 128, seed=1, train=True)
-    fmt = torch.channels_last
-    torch.manual_seed(0)
-    model = create_model("resnet20").to(memory_format=fmt)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    mean = x[:1000].float().mean(0)
+    """The same training step fed by the loader (gather + augmentation each step) or by one preloaded batch."""
+    it = endless(BatchLoader(x, y, 128, seed=1, train=True))
+    preloaded, fed = train_step_fn("resnet20", "fp32", True), train_step_fn("resnet20", "fp32", True,
+                                                                           batches=lambda: next(it))
 
-    def fed() -> None:
-        for k, (images, labels) in enumerate(loader.batches(0)):
-            if k == steps:
-                break
-            out = model(normalize(images, mean, memory_format=fmt))
-            opt.zero_grad()
-            F.cross_entropy(out, labels).backward()
-            opt.step()
+    def run(step: Callable[[], None]) -> Callable[[], None]:
+        return lambda: [step() for _ in range(steps)]
 
-    def preloaded() -> None:
-        for _ in range(steps):
-            step()
-
-    secs = interleave({"fed": fed, "preloaded": preloaded}, rounds=3, warmup=1)
+    secs = interleave({"fed": run(fed), "preloaded": run(preloaded)}, rounds=3, warmup=1)
     return (f"| {steps} ResNet-20 steps (fp32 channels_last) fed by the loader vs on a preloaded batch | "
             f"{100 * (secs['fed'] / secs['preloaded'] - 1):+.1f}% time |")
 

@@ -303,7 +303,7 @@ def test_cli_trains_the_imagenet_recipe_on_a_folder_and_evaluates_10crop(tree: P
                  "--workers", "0", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "on 9 test images" in out and "(10crop test)" in out
-    report = json.loads((run / "eval" / "confusion.json").read_text())
+    report = json.loads((run / "eval" / "checkpoint-0000004-10crop" / "confusion.json").read_text())
     assert report["protocol"] == "10crop" and report["classes"] == WNIDS and report["images"] == 9
 
 

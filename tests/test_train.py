@@ -260,10 +260,10 @@ def test_cli_train_eval_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture
     top1 = [line for line in out.splitlines() if line.startswith("top-1 error: ")]
     assert len(top1) == 1 and top1[0].endswith("%")
     assert any(line.startswith("top-5 error: ") for line in out.splitlines())
-    report = json.loads((run / "eval" / "confusion.json").read_text())
+    report = json.loads((run / "eval" / "checkpoint-0000006-center" / "confusion.json").read_text())
     assert sum(map(sum, report["confusion"])) == 32 and set(report["per_class_accuracy"]) == {"a", "b", "c", "d"}
     assert f"top-1 error: {report['top1_error']:.2f}%" == top1[0]
-    assert (run / "eval" / "confusion.png").stat().st_size > 1000
+    assert (run / "eval" / "checkpoint-0000006-center" / "confusion.png").stat().st_size > 1000
 
 
 def test_cli_bad_inputs_are_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

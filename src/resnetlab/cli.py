@@ -157,7 +157,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .train.engine import select_device
 
     loaded = load_model_file(args.checkpoint)
-    preds = predict_files(loaded, args.images, topk=args.topk, protocol=args.protocol,
+    preds = predict_files(loaded, args.images, topk=args.topk, protocol=args.protocol, precision=args.precision,
                           device=select_device(args.device))
     if args.json:
         print(json.dumps([{"image": p.path, "top": [{"class": c, "probability": v} for c, v in p.top]}
@@ -184,7 +184,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         options["seeds"] = args.seeds
     if args.model:
         options["model"] = args.model
-    argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("resnetlab") else None
+    argv = args.argv if args.argv is not None else sys.argv[1:]  # recorded in results.md as the command
     try:
         out = reproduce(args.experiment, args.budget, args.data, args.out, args.runs_dir, args.cache_dir, args.set,
                         not args.no_progress, argv, **options)
@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test views (Sec. 3.4): center crop, 10-crop, or multi-scale fully convolutional")
     p.add_argument("--workers", type=int, help="decoding processes for streamed folders (default: the run's)")
     p.add_argument("--skip-bad", dest="skip_bad", action="store_true", help="skip (and list) unreadable images")
-    p.add_argument("--out", help="folder for confusion.png/json (default: <checkpoint folder>/eval)")
+    p.add_argument("--out", help="folder for confusion.png/json (default: RUN_DIR/eval/<checkpoint>-<protocol>)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
@@ -255,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--protocol", choices=["center", "10crop", "multiscale"], default="center")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="bf16",
+                   help="autocast precision of the inference path (default bf16)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_predict)
 
@@ -290,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else None
     try:
         return args.func(args)
     except ResNetLabError as exc:

@@ -11,6 +11,7 @@ import torch
 from .data.stream import decode_rgb
 from .data.views import make_views
 from .errors import ResNetLabError
+from .inference import fold_batchnorm
 from .interop import LoadedModel
 from .train.protocols import check_protocol, score_views
 
@@ -27,15 +28,17 @@ def class_name(loaded: LoadedModel, index: int) -> str:
 
 @torch.no_grad()
 def predict_files(loaded: LoadedModel, paths: Sequence[str | Path], topk: int = 5, protocol: str = "center",
-                  device: str | torch.device = "cpu", batch_size: int = 16) -> list[Prediction]:
+                  device: str | torch.device = "cpu", batch_size: int = 16,
+                  precision: str = "bf16") -> list[Prediction]:
     """Top-``topk`` (class, probability) of each image; ``protocol`` as in evaluation (scores averaged over views).
 
+    The model runs on the inference path (BN folded, channels_last, autocast at ``precision``).
     An image is preprocessed as the model's test images were: ImageNet-style models see it resized (shorter side
     256/224 x crop) and center-cropped; CIFAR-style models see it resized to the crop size and center-cropped.
     """
     check_protocol(protocol)
     device = torch.device(device)
-    model = loaded.model.to(device).eval()
+    model = fold_batchnorm(loaded.model).to(device, memory_format=torch.channels_last)  # the inference path
     out: list[Prediction] = []
     for s in range(0, len(paths), batch_size):
         chunk = [str(p) for p in paths[s:s + batch_size]]
@@ -48,7 +51,8 @@ def predict_files(loaded: LoadedModel, paths: Sequence[str | Path], topk: int = 
             except Exception as exc:
                 raise ResNetLabError(f"cannot decode {p}: {type(exc).__name__}: {exc}") from None
             views.append(make_views(img, protocol, loaded.view))
-        probs = score_views(model, views, loaded.mean, loaded.std, device=device, channels_last=False).float().cpu()
+        probs = score_views(model, views, loaded.mean, loaded.std, device=device, precision=precision,
+                            channels_last=True).float().cpu()
         values, indices = probs.topk(min(topk, probs.shape[1]), dim=1)
         for p, vals, idx in zip(chunk, values.tolist(), indices.tolist(), strict=True):
             out.append(Prediction(p, [(class_name(loaded, i), v) for i, v in zip(idx, vals, strict=True)]))

@@ -23,7 +23,7 @@ from .arrays import check_labels
 from .augment import apply_crop_flip, draw_crop_flip
 from .errors import DataError
 
-__all__ = ["BatchLoader", "derive_seed"]
+__all__ = ["BatchLoader", "derive_seed", "rank_slice"]
 
 
 def derive_seed(*parts: int | str) -> int:
@@ -33,7 +33,7 @@ def derive_seed(*parts: int | str) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
-def _rank_slice(size: int, rank: int, world_size: int) -> slice:
+def rank_slice(size: int, rank: int, world_size: int) -> slice:
     """Rank ``rank``'s contiguous share of ``size`` items (shares differ by at most one)."""
     base, extra = divmod(size, world_size)
     start = rank * base + min(rank, extra)
@@ -131,7 +131,7 @@ class BatchLoader:
         n = int(order.shape[0])
         for k in range(start, steps):
             global_idx = order[k * self.batch_size : min((k + 1) * self.batch_size, n)]
-            part = _rank_slice(int(global_idx.shape[0]), self.rank, self.world_size)
+            part = rank_slice(int(global_idx.shape[0]), self.rank, self.world_size)
             idx = global_idx[part]
             images, labels = self.x[idx], self.y[idx]
             if self.train and (self.pad or self.flip):

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from .cache import atomic_write, resolve_cache_dir
 from .datasets import split_train_val
 from .errors import DataError, DataWarning
-from .loader import _rank_slice, derive_seed
+from .loader import derive_seed, rank_slice
 from .views import ViewSpec, make_views, resize_shorter
 
 __all__ = [
@@ -323,7 +323,7 @@ class _EpochPlan(Sampler[list[tuple[int, int, int]]]):
         for k in range(self.start, self.steps):
             lo = k * self.batch_size
             ids = self.order[lo:lo + self.batch_size].tolist()
-            part = _rank_slice(len(ids), self.rank, self.world_size)
+            part = rank_slice(len(ids), self.rank, self.world_size)
             yield [(ids[j], self.epoch, lo + j) for j in range(part.start, part.stop)]
 
 
@@ -395,7 +395,7 @@ def iterate_views(root: str | Path, files: FileList, protocol: str, spec: ViewSp
 
     Unreadable files raise DataError, or with ``skip_bad`` are left out (and reported once each).
     """
-    share = _rank_slice(len(files), rank, world_size)
+    share = rank_slice(len(files), rank, world_size)
     sampler = _Chunks(range(share.start, share.stop), max(1, batch_size))
     bad = _BadFiles(skip_bad)
     for views, labels, b in _loader(_ViewSet(Path(root), files, protocol, spec), sampler, _collate_views, workers,

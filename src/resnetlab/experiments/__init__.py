@@ -25,12 +25,6 @@ EXPERIMENTS: dict[str, tuple[Callable[..., Path], str]] = {
 }
 
 
-def register_experiment(name: str, run: Callable[..., Path], description: str) -> None:
-    if name in EXPERIMENTS:
-        raise ValueError(f"experiment {name!r} is already registered")
-    EXPERIMENTS[name] = (run, description)
-
-
 def reproduce(name: str, budget: str = "smoke", data: str = "cifar10", out: str | Path | None = None,
               runs_dir: str | Path = "runs", cache_dir: str | None = None, overrides: Sequence[str] = (),
               progress: bool = True, argv: Sequence[str] | None = None, **options: Any) -> Path:
@@ -44,5 +38,5 @@ def reproduce(name: str, budget: str = "smoke", data: str = "cifar10", out: str 
     return EXPERIMENTS[name][0](ctx, **options)
 
 
-__all__ = ["BUDGETS", "EXPERIMENTS", "Budget", "Context", "RunRecord", "RunSpec", "register_experiment",
+__all__ = ["BUDGETS", "EXPERIMENTS", "Budget", "Context", "RunRecord", "RunSpec",
            "reproduce"]

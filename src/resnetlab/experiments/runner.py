@@ -119,12 +119,18 @@ class Context:
         return "resnetlab " + " ".join(shlex.quote(a) for a in argv)
 
 
+# Settings that may differ between runs that are still "the same run": where and how fast it computes. Precision is
+# not among them here: a bf16 run is not reused for an fp32 table.
+_NOT_HASHED = RESUMABLE_CHANGES - {"precision", "data"}
+
+
 def config_hash(cfg: TrainConfig) -> str:
-    """Hash of what a run computes (not where or how fast): the fields that differ from TrainConfig's defaults (so a
-    new field with a default keeps old runs reusable), with the data's folder name standing for the data."""
+    """Hash of what a run computes: the fields that differ from TrainConfig's defaults (so a new field with a default
+    keeps old runs reusable), with the data's resolved path (or its name, for ``cifar10``) standing for the data."""
     defaults = TrainConfig().to_dict()
-    d = {k: v for k, v in cfg.to_dict().items() if k not in RESUMABLE_CHANGES and v != defaults[k]}
-    d["data_name"] = Path(cfg.data).name
+    d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_HASHED and v != defaults[k]}
+    path = Path(cfg.data).expanduser()
+    d["data"] = str(path.resolve()) if path.exists() else cfg.data
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -172,14 +178,19 @@ def write_results(ctx: Context, title: str, body_md: str, runs: Sequence[RunReco
     """``results.md`` (tables beside the paper's numbers, with the command, budget, data and machine) and
     ``results.json`` (``{"runs": [...], ...}``) in the experiment's output folder."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    iters = ", ".join(f"{i:,}" for i in sorted({r.iterations for r in runs}))
+    cfg = ctx.config(RunSpec(runs[0].model, runs[0].seed, tuple(runs[0].options.items()))) if runs else TrainConfig()
     header = [
         f"# {title}",
         "",
         f"- command: `{ctx.command}`",
-        f"- budget: **{ctx.budget.name}** ({round(ctx.schedule_iters * ctx.budget.scale):,} iterations per run; the "
-        f"paper's schedule is {ctx.schedule_iters:,})" + ("" if ctx.budget.name == "paper" else ": not the paper's "
-                                                          "setting"),
-        f"- data: `{ctx.data}`",
+        f"- budget: **{ctx.budget.name}** ({iters} iterations per run; the paper's schedule is "
+        f"{ctx.schedule_iters:,})" + ("" if ctx.budget.name == "paper" else ": not the paper's setting"),
+        f"- data: `{ctx.data}`" + (f"; trained on the training split less {cfg.val_size:,} held-out validation "
+                                   "images" if cfg.val_size else ""),
+        f"- training: recipe `{cfg.recipe}`, batch {cfg.batch_size}"
+        + (f" (BN over {cfg.bn_batch})" if cfg.bn_batch else "") + f", {cfg.precision}"
+        + (f", overrides {' '.join(ctx.overrides)}" if ctx.overrides else ""),
         f"- machine: {machine()}",
         f"- finished: {now}",
         "",

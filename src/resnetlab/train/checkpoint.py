@@ -132,6 +132,19 @@ def latest_checkpoint(run_dir: Path, log: Any = print) -> tuple[Path, dict[str, 
     return None
 
 
+def set_aside_newer(run_dir: Path, iteration: int) -> list[Path]:
+    """Rename checkpoints newer than the one a run resumes from (damaged ones) to ``*.damaged``: kept for
+    inspection, but never again taken for checkpoints, so pruning cannot keep them in place of good ones."""
+    moved = []
+    for it, path in list_checkpoints(run_dir):
+        if it > iteration:
+            for f in (path, checksum_path(path)):
+                with contextlib.suppress(OSError):
+                    f.rename(f.with_name(f.name + ".damaged"))
+            moved.append(path)
+    return moved
+
+
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` checkpoints (checksum files too)."""
     for _, path in list_checkpoints(run_dir)[:-keep]:

@@ -18,11 +18,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import normalize
+from ..data.loader import rank_slice
 from ..data.stream import StreamData
 from ..data.views import PROTOCOLS, ViewSpec, make_views
 from ..errors import ResNetLabError
 from .distributed import DistInfo, all_reduce_sum
-from .engine import EvalResult, _rank_slice, autocast
+from .engine import EvalResult, autocast
 
 __all__ = ["PROTOCOLS", "evaluate_stream", "evaluate_tensors", "evaluate_views", "score_views", "tensor_views"]
 
@@ -127,7 +128,7 @@ def tensor_views(images: Tensor, labels: Tensor, protocol: str, spec: ViewSpec, 
                  info: DistInfo | None = None) -> Iterator[tuple[list[list[Tensor]], Tensor]]:
     """This rank's share of in-memory uint8 images ``[N, 3, H, W]``, as (views per image, labels) batches."""
     info = info or DistInfo()
-    share = _rank_slice(int(images.shape[0]), info)
+    share = rank_slice(int(images.shape[0]), info.rank, info.world_size)
     for s in range(share.start, share.stop, max(1, batch_size)):
         e = min(s + batch_size, share.stop)
         yield [make_views(img, protocol, spec) for img in images[s:e]], labels[s:e]

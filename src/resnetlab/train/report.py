@@ -75,10 +75,11 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
 
     In-memory data (CIFAR) is evaluated on its test set; a model trained on a streamed folder (ImageNet) on the
     folder's test/ (else val/) tree, decoded by ``workers`` DataLoader processes. ``batch_size`` counts views.
-    Writes ``confusion.json`` and ``confusion.png`` to ``out_dir`` (default ``<checkpoint folder>/eval``) and returns
-    the report (errors in %).
+    Writes ``confusion.json`` and ``confusion.png`` to ``out_dir`` (default
+    ``<checkpoint folder>/eval/<checkpoint>-<protocol>``) and returns the report (errors in %).
     """
     from ..data.stream import open_stream
+    from ..inference import fold_batchnorm
     from ..interop import load_model_file
     from .protocols import check_protocol, evaluate_stream, evaluate_tensors
 
@@ -90,7 +91,8 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
     if spec is None:
         raise ResNetLabError(f"{path} is a converted weights file: give the data to evaluate on with --data")
     dev = select_device(device)
-    model = loaded.model.to(dev, memory_format=torch.channels_last)
+    # The inference path: BN folded into the convs, channels_last, and autocast at ``precision``.
+    model = fold_batchnorm(loaded.model).to(dev, memory_format=torch.channels_last)
     mean, std = loaded.mean, loaded.std
     per_image = {"center": 1, "10crop": 10, "multiscale": len(loaded.view.scale_sides)}[protocol]
     common = {"device": dev, "precision": precision, "chunk": batch_size, "progress": progress}
@@ -131,7 +133,7 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
         "classes": classes,
         "confusion": result.confusion.tolist(),
     }
-    out = Path(out_dir) if out_dir else path.parent / "eval"
+    out = Path(out_dir) if out_dir else path.parent / "eval" / f"{path.stem}-{protocol}"  # one folder per result
     atomic_write(out / "confusion.json", lambda f: f.write(json.dumps(report, indent=2).encode()))
     at = f" @ {report['iteration']} it" if report["iteration"] is not None else ""
     plot_confusion(result.confusion, classes, out / "confusion.png",
