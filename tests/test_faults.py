@@ -15,7 +15,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ from resnetlab.train import checkpoint as ckpt_mod
 from resnetlab.train import engine as engine_mod
 from resnetlab.train import metrics as metrics_mod
 from resnetlab.train.checkpoint import checksum_path, list_checkpoints
-from train_utils import synthetic_arrays, tiny_bundle, tiny_config, write_image_folder
+from train_utils import free_port, synthetic_arrays, tiny_bundle, tiny_config, write_image_folder
 
 TESTS = Path(__file__).resolve().parent
 INJECT = TESTS / "fault_inject.py"
@@ -739,17 +738,11 @@ def test_a_run_finished_by_another_process_meanwhile_is_not_overwritten(tmp_path
 
 
 # --- distributed ------------------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_ddp_worker_killed_ends_the_job_and_resume_continues(folder, reference: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     events = _Events(tmp_path / "events")
-    cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            str(INJECT), *_new_run_args(folder, run)]
     job = subprocess.Popen(cmd, env=_env(FAULT_EVENTS=str(events.path), FAULT_PAUSE="step:6", FAULT_RANK="1"),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -34,7 +34,7 @@ from resnetlab.train import ConfigError, LRSchedule, Trainer, fit, load_checkpoi
 from resnetlab.train import engine as engine_mod
 from resnetlab.train.checkpoint import list_checkpoints
 from resnetlab.train.report import evaluate_checkpoint
-from train_utils import synthetic_arrays, tiny_config
+from train_utils import free_port, synthetic_arrays, tiny_config
 
 AUG = Augment(crop=32, scale_range=(36, 48), flip=True, lighting=0.1)
 
@@ -329,7 +329,7 @@ def test_ddp_stream_two_processes_match_one_and_resume_on_one(tree: Path, tmp_pa
               "scale_range=36,48", "workers=0", "channels_last=false", "keep_checkpoints=3", "eval_batch_size=9"]:
         common += ["--set", s]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
                     "-m", "resnetlab.cli", "train", *common, "--out", str(tmp_path / "ddp")],
                    check=True, env=env, capture_output=True, timeout=600)
     assert main(["train", *common, "--out", str(tmp_path / "one"), "--set", "grad_accum=2"]) == 0

@@ -27,7 +27,7 @@ from resnetlab.train import (
 from resnetlab.train import engine as engine_mod
 from resnetlab.train.checkpoint import checksum_path, list_checkpoints
 from resnetlab.train.schedule import warmup_wanted
-from train_utils import tiny_bundle, tiny_config, write_image_folder
+from train_utils import free_port, tiny_bundle, tiny_config, write_image_folder
 
 
 # --- recipe, config, schedule -------------------------------------------------------------------------------------
@@ -311,7 +311,7 @@ def test_ddp_two_processes_match_one_process_with_the_same_global_batch(tmp_path
               "--set", "batch_size=16", "--set", "max_iters=6", "--set", "eval_interval=3", "--set", "val_size=16",
               "--set", "milestones=4,5", "--set", "channels_last=false"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
                     "-m", "resnetlab.cli", "train", *common, "--out", str(tmp_path / "ddp")],
                    check=True, env=env, capture_output=True, timeout=300)
     assert main(["train", *common, "--out", str(tmp_path / "one"), "--set", "grad_accum=2"]) == 0

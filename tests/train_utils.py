@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +52,10 @@ def tiny_config(**overrides: Any) -> TrainConfig:
 
 def tiny_bundle(**kw: Any):
     return make_bundle(synthetic_arrays(**kw), val_size=16, seed=0)
+
+
+def free_port() -> int:
+    """A TCP port free right now on the loopback interface (for torchrun's rendezvous in tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
