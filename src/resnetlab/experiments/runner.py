@@ -43,9 +43,10 @@ BUDGETS: dict[str, Budget] = {
     # CI: a handful of iterations per net, to check the whole pipeline end to end.
     "smoke": Budget("smoke", 6 / 64_000, {"eval_interval": 3, "log_interval": 3, "batch_size": 32}, seeds=2),
     # 2 CPU cores, under 30 minutes for the degradation figure: 1,600 iterations (lr /10 at 800 and 1,200) in
-    # bf16, evaluated every 400 (evaluation of 15k images costs ~10% of a run here), where plain-56 already trains worse than plain-20 and ResNet-56 better than plain-56 (both by > 5
-    # points). Not the paper's setting: the curves stop where the paper's have barely started, and BN normalises
-    # over the whole batch of 128 (one pass of 128 is ~10% faster on a CPU than the paper's two BN groups of 64).
+    # bf16, evaluated every 400 (an evaluation of 15k images costs about 1% of a run here), where plain-56 already
+    # trains worse than plain-20 and ResNet-56 better than plain-56 (both by > 5 points). Not the paper's setting:
+    # the curves stop where the paper's have barely started, and BN normalises over the whole batch of 128 (one
+    # pass of 128 is faster on a CPU than the paper's two BN groups of 64).
     "quick": Budget("quick", 1_600 / 64_000, {"eval_interval": 400, "log_interval": 50, "precision": "bf16",
                                               "bn_batch": 0}, seeds=2),
     # The paper's full schedule (64k iterations); 5 seeds as for ResNet-110 in Table 6 ("best (mean +- std)").
