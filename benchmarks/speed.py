@@ -56,7 +56,7 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, rounds: int = 5) -> float:
 TRAIN_MODES = {
     "reference (fp32, NCHW)": ("fp32", False),
     "fp32 channels_last": ("fp32", True),
-    "bf16 channels_last (default)": ("bf16", True),
+    "bf16 channels_last (precision=bf16)": ("bf16", True),
 }
 
 
@@ -232,7 +232,7 @@ def bench_threads(rounds: int) -> list[str]:
     rows = ["| intra-op threads | ResNet-20 training img/s (bf16 channels_last) |", "|---|---:|"]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     step = train_step_fn("resnet20", "bf16", True)
-    results = {}
+    results: dict[int, float] = {}
     for n in sorted({1, cores}):
         torch.set_num_threads(n)
         results[n] = 128 / interleave({"s": step}, rounds, warmup=2)["s"]

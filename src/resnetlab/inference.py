@@ -1,6 +1,7 @@
 """A fast inference path: BN folded into the preceding conv, channels_last, bf16 autocast where accuracy holds.
 
-Used by ``resnetlab eval`` and ``predict``. Folding is exact algebra (eval-mode BN is an affine map per channel):
+``fold_batchnorm`` is what ``resnetlab eval``, ``predict`` and the evaluations during training run; ``InferenceModel``
+wraps it with autocast for Python users. Folding is exact algebra (eval-mode BN is an affine map per channel):
 ``bn(conv(x)) = conv'(x)`` with ``w' = w * g / sqrt(v + eps)`` and ``b' = (b - m) * g / sqrt(v + eps) + beta``.
 Only a BN that directly follows a conv is folded; the pre-activation nets' BNs come *before* their convs (with a
 ReLU between) and stay as they are.

@@ -29,7 +29,7 @@ def class_name(loaded: LoadedModel, index: int) -> str:
 @torch.no_grad()
 def predict_files(loaded: LoadedModel, paths: Sequence[str | Path], topk: int = 5, protocol: str = "center",
                   device: str | torch.device = "cpu", batch_size: int = 16,
-                  precision: str = "bf16") -> list[Prediction]:
+                  precision: str = "fp32") -> list[Prediction]:
     """Top-``topk`` (class, probability) of each image; ``protocol`` as in evaluation (scores averaged over views).
 
     The model runs on the inference path (BN folded, channels_last, autocast at ``precision``).
