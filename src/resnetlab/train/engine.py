@@ -93,6 +93,34 @@ class EvalResult:
     confusion: Tensor | None = None  # [num_classes, num_classes] int64, rows = true class
 
 
+class ErrorTally:
+    """Running sums of an evaluation (loss, top-1 and top-5 mistakes, count, confusion matrix), all-reduced over
+    the ranks into an EvalResult."""
+
+    def __init__(self, device: torch.device, num_classes: int | None = None) -> None:
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1 wrong, top-5 wrong, count
+        self.k = num_classes or 0
+        self.confusion = torch.zeros(self.k * self.k, dtype=torch.int64, device=device)
+
+    def add(self, scores: Tensor, y: Tensor, loss_sum: Tensor) -> None:
+        """``scores`` [B, classes] (logits or probabilities), ``y`` [B], the batch's summed loss."""
+        top = scores.topk(min(5, scores.shape[1]), dim=1).indices
+        self.sums += torch.stack([loss_sum.double(), (top[:, 0] != y).sum().double(),
+                                  (~(top == y[:, None]).any(1)).sum().double(),
+                                  torch.tensor(float(y.numel()), dtype=torch.float64, device=y.device)])
+        if self.k:
+            self.confusion += torch.bincount(y * self.k + top[:, 0], minlength=self.k * self.k)
+
+    def result(self, info: DistInfo) -> EvalResult:
+        all_reduce_sum(self.sums, info)
+        if self.k:
+            all_reduce_sum(self.confusion, info)
+        loss, top1, top5, count = self.sums.tolist()
+        n = max(count, 1.0)
+        return EvalResult(loss / n, 100 * top1 / n, 100 * top5 / n, int(count),
+                          self.confusion.view(self.k, self.k).cpu() if self.k else None)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, images: Tensor, labels: Tensor, mean: Tensor, std: Tensor | None, *,
              batch_size: int = 1000, device: torch.device | str = "cpu", precision: str = "fp32",
@@ -111,9 +139,7 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, mean: Tensor, std
     share = rank_slice(int(images.shape[0]), info.rank, info.world_size)
     x_all, y_all = images[share], labels[share]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1 wrong, top-5 wrong, count
-    k = num_classes or 0
-    confusion = torch.zeros(k * k, dtype=torch.int64, device=device)
+    tally = ErrorTally(device, num_classes)
     starts = range(0, int(x_all.shape[0]), batch_size)
     if progress:
         from tqdm import tqdm
@@ -126,21 +152,10 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, mean: Tensor, std
             with autocast(device, precision):
                 logits = model(x)
             logits = logits.float()
-            sums[0] += F.cross_entropy(logits, y, reduction="sum").double()
-            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            sums[1] += (top[:, 0] != y).sum()
-            sums[2] += (~(top == y[:, None]).any(1)).sum()
-            sums[3] += y.numel()
-            if k:
-                confusion += torch.bincount(y * k + top[:, 0], minlength=k * k)
+            tally.add(logits, y, F.cross_entropy(logits, y, reduction="sum"))
     finally:
         model.train(was_training)
-    all_reduce_sum(sums, info)
-    if k:
-        all_reduce_sum(confusion, info)
-    n = max(int(sums[3].item()), 1)
-    return EvalResult(sums[0].item() / n, 100 * sums[1].item() / n, 100 * sums[2].item() / n, int(sums[3].item()),
-                      confusion.view(k, k).cpu() if k else None)
+    return tally.result(info)
 
 
 # --- the trainer --------------------------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ from ..data.loader import rank_slice
 from ..data.stream import StreamData
 from ..data.views import PROTOCOLS, ViewSpec, make_views
 from ..errors import ResNetLabError
-from .distributed import DistInfo, all_reduce_sum
-from .engine import EvalResult, autocast
+from .distributed import DistInfo
+from .engine import ErrorTally, EvalResult, autocast
 
 __all__ = ["PROTOCOLS", "evaluate_stream", "evaluate_tensors", "evaluate_views", "score_views", "tensor_views"]
 
@@ -93,9 +93,7 @@ def evaluate_views(model: nn.Module, batches: Iterable[tuple[list[list[Tensor]],
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1 wrong, top-5 wrong, count
-    k = num_classes or 0
-    confusion = torch.zeros(k * k, dtype=torch.int64, device=device)
+    tally = ErrorTally(torch.device(device), num_classes)
     if progress:
         from tqdm import tqdm
 
@@ -107,21 +105,10 @@ def evaluate_views(model: nn.Module, batches: Iterable[tuple[list[list[Tensor]],
             probs = score_views(model, views, mean, std, device=device, precision=precision,
                                 channels_last=channels_last, chunk=chunk)
             y = labels.to(device)
-            sums[0] -= probs.gather(1, y.view(-1, 1)).clamp(min=1e-300).log().sum()
-            top = probs.topk(min(5, probs.shape[1]), dim=1).indices
-            sums[1] += (top[:, 0] != y).sum()
-            sums[2] += (~(top == y[:, None]).any(1)).sum()
-            sums[3] += y.numel()
-            if k:
-                confusion += torch.bincount(y * k + top[:, 0], minlength=k * k)
+            tally.add(probs, y, -probs.gather(1, y.view(-1, 1)).clamp(min=1e-300).log().sum())
     finally:
         model.train(was_training)
-    all_reduce_sum(sums, info)
-    if k:
-        all_reduce_sum(confusion, info)
-    n = max(int(sums[3].item()), 1)
-    return EvalResult(sums[0].item() / n, 100 * sums[1].item() / n, 100 * sums[2].item() / n, int(sums[3].item()),
-                      confusion.view(k, k).cpu() if k else None)
+    return tally.result(info)
 
 
 def tensor_views(images: Tensor, labels: Tensor, protocol: str, spec: ViewSpec, batch_size: int,
