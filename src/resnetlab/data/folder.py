@@ -22,7 +22,7 @@ import multiprocessing as mp
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from .arrays import SplitArrays
 from .cache import atomic_write, resolve_cache_dir, tensor_digest
 from .errors import DataError, DataWarning
 
-__all__ = ["cache_path", "load_image_folder", "scan_image_folder"]
+__all__ = ["cache_path", "load_image_folder", "scan_image_folder", "visible_dirs", "walk_files"]
 
 _DATA_HINT = "pass --data <image-folder root | cifar-10-python.tar.gz | cifar10 | cifar100>"
 _CACHE_FORMAT = "resnetlab.imagefolder"
@@ -69,14 +69,14 @@ class FolderLayout:
     stats: list[tuple[str, int, int]]
 
 
-def _visible_dirs(path: Path) -> list[str]:
+def visible_dirs(path: Path) -> list[str]:
     with os.scandir(path) as it:
         return sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
 
 
-def _list_class(root: Path, rel_dir: str) -> tuple[list[str], list[tuple[str, int, int]]]:
-    """Non-hidden files under ``root/rel_dir`` (recursively), sorted by relative path, with size and mtime."""
-    files: list[tuple[str, int, int]] = []
+def walk_files(root: Path, rel_dir: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """(relative posix path, entry) of every non-hidden non-folder entry under ``root/rel_dir``, recursively,
+    unsorted. Shared by the in-memory loader here and the streaming one (``data.stream``)."""
     stack = [rel_dir]
     while stack:
         rel = stack.pop()
@@ -84,14 +84,20 @@ def _list_class(root: Path, rel_dir: str) -> tuple[list[str], list[tuple[str, in
             for e in it:
                 if e.name.startswith("."):
                     continue
-                rel_e = f"{rel}/{e.name}"
                 if e.is_dir():
-                    stack.append(rel_e)
-                elif e.is_file():
-                    st = e.stat()
-                    files.append((rel_e, st.st_size, st.st_mtime_ns))
+                    stack.append(f"{rel}/{e.name}")
                 else:
-                    raise DataError(f"{root / rel_e} is not a regular file (a broken link?); remove it")
+                    yield f"{rel}/{e.name}", e
+
+
+def _list_class(root: Path, rel_dir: str) -> tuple[list[str], list[tuple[str, int, int]]]:
+    """Non-hidden files under ``root/rel_dir`` (recursively), sorted by relative path, with size and mtime."""
+    files: list[tuple[str, int, int]] = []
+    for rel_e, e in walk_files(root, rel_dir):
+        if not e.is_file():
+            raise DataError(f"{root / rel_e} is not a regular file (a broken link?); remove it")
+        st = e.stat()
+        files.append((rel_e, st.st_size, st.st_mtime_ns))
     files.sort()
     return [f[0] for f in files], files
 
@@ -109,8 +115,8 @@ def scan_image_folder(root: Path) -> FolderLayout:
     if test_split is None:
         raise DataError(f"{root} has no test/ or val/ folder; {_layout_hint(root)}")
     try:
-        classes = _visible_dirs(root / "train")
-        test_classes = _visible_dirs(root / test_split)
+        classes = visible_dirs(root / "train")
+        test_classes = visible_dirs(root / test_split)
     except OSError as e:
         raise DataError(f"cannot list {root}: {e.strerror or e}; check the folder's permissions") from e
     if not classes:

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from .cache import atomic_write, resolve_cache_dir
 from .datasets import split_train_val
 from .errors import DataError, DataWarning
+from .folder import visible_dirs, walk_files
 from .loader import derive_seed, rank_slice
 from .views import ViewSpec, make_views, resize_shorter
 
@@ -94,26 +95,9 @@ class FileList:
         return FileList(self.paths[index], self.labels[index])
 
 
-def _class_dirs(path: Path) -> list[str]:
-    with os.scandir(path) as it:
-        return sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
-
-
 def _list_files(root: Path, rel_dir: str) -> list[str]:
     """Non-hidden files under ``root/rel_dir`` (recursively), sorted; no stat calls (dirent types suffice)."""
-    out: list[str] = []
-    stack = [rel_dir]
-    while stack:
-        rel = stack.pop()
-        with os.scandir(root / rel) as it:
-            for e in it:
-                if e.name.startswith("."):
-                    continue
-                if e.is_dir():
-                    stack.append(f"{rel}/{e.name}")
-                else:
-                    out.append(f"{rel}/{e.name}")
-    return sorted(out)
+    return sorted(rel for rel, _ in walk_files(root, rel_dir))
 
 
 @dataclass(frozen=True)
@@ -136,13 +120,13 @@ def scan_stream_folder(root: str | Path) -> StreamLayout:
     if not held:
         raise DataError(f"{root} has no val/ or test/ folder; {_HINT}")
     try:
-        classes = _class_dirs(root / "train")
+        classes = visible_dirs(root / "train")
         if not classes:
             raise DataError(f"{root}/train has no class folders; {_HINT}")
         splits: dict[str, FileList] = {}
         for split in ["train", *held]:
-            if split != "train" and _class_dirs(root / split) != classes:
-                theirs = set(_class_dirs(root / split))
+            if split != "train" and visible_dirs(root / split) != classes:
+                theirs = set(visible_dirs(root / split))
                 missing = sorted(set(classes) - theirs)[:_MAX_LISTED]
                 extra = sorted(theirs - set(classes))[:_MAX_LISTED]
                 raise DataError(
