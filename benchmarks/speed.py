@@ -29,6 +29,7 @@ from resnetlab.data import BatchLoader, apply_crop_flip, draw_crop_flip, normali
 from resnetlab.experiments.runner import machine
 from resnetlab.inference import InferenceModel
 from resnetlab.models.complexity import complexity
+from resnetlab.train.engine import resolve_precision
 
 
 def interleave(variants: dict[str, Callable[[], None]], rounds: int, warmup: int = 1) -> dict[str, float]:
@@ -53,14 +54,17 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, rounds: int = 5) -> float:
 
 
 # --- training -----------------------------------------------------------------------------------------------------
+DEFAULT_PRECISION = resolve_precision("auto", "cpu")  # what TrainConfig's precision="auto" computes in here
 TRAIN_MODES = {
     "reference (fp32, NCHW)": ("fp32", False),
-    "fp32 channels_last": ("fp32", True),
+    "fp32 channels_last (precision=fp32)": ("fp32", True),
     "bf16 channels_last (precision=bf16)": ("bf16", True),
 }
+DEFAULT_MODE = next(m for m, (p, cl) in TRAIN_MODES.items() if p == DEFAULT_PRECISION and cl)
 
 
-Batches = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+Batch = tuple[torch.Tensor, torch.Tensor]  # uint8 images [B, 3, 32, 32], labels [B]
+Batches = Callable[[], Batch]
 
 
 def train_step_fn(name: str, precision: str, channels_last: bool, batch: int = 128,
@@ -99,7 +103,8 @@ def bench_train(rounds: int, bf16_limit: float) -> list[str]:
         for mode, s in secs.items():
             ips = 128 / s
             gflops = ips * flops_per_img / 1e9
-            rows.append(f"| {name} | {mode} | {ips:,.0f} | {ips / ref:.2f} | {gflops:.0f} | "
+            label = f"**{mode}: the default here**" if mode == DEFAULT_MODE else mode
+            rows.append(f"| {name} | {label} | {ips:,.0f} | {ips / ref:.2f} | {gflops:.0f} | "
                         f"{100 * gflops / bf16_limit:.0f}% |")
     return rows
 
@@ -112,7 +117,7 @@ def bench_data(rounds: int) -> list[str]:
     y = torch.randint(0, 10, (50_000,))
     g = torch.Generator().manual_seed(0)
     batch = x[:128]
-    it = endless(BatchLoader(x, y, 128, seed=0, train=True))
+    it = endless(BatchLoader(x, y, 128, seed=0, train=True).batches)
 
     def augment() -> None:
         apply_crop_flip(batch, 4, draw_crop_flip(128, 4, g))
@@ -126,42 +131,73 @@ def bench_data(rounds: int) -> list[str]:
             f"| pad-4 crop + flip of a uint8 batch of 128 | {128 / secs['augment']:,.0f} |",
             f"| BatchLoader: shuffle gather + augmentation | {128 / secs['loader']:,.0f} |"]
 
-    # A training epoch fed by the loader vs the same number of steps on one preloaded batch.
-    rows.append(_loader_overhead(x, y, steps=20))
+    # A training epoch fed by each loader vs the same number of steps on one preloaded batch.
+    rows += ["", "| data-loader choice: ResNet-20 training steps (default precision, channels_last) fed by | "
+             "time vs steps on one preloaded batch |", "|---|---:|"]
+    rows += _loader_overhead(x, y, steps=20)
     return rows
 
 
-def endless(loader: BatchLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def endless(batches: Callable[[int], Iterator[Batch]]) -> Iterator[Batch]:
+    """Batches of epoch 0, 1, 2, ... without end."""
     epoch = 0
     while True:
-        yield from loader.batches(epoch)
+        yield from batches(epoch)
         epoch += 1
 
 
-def _loader_overhead(x: torch.Tensor, y: torch.Tensor, steps: int) -> str:
-    """The same training step fed by the loader (gather + augmentation each step) or by one preloaded batch."""
-    it = endless(BatchLoader(x, y, 128, seed=1, train=True))
-    preloaded, fed = train_step_fn("resnet20", "fp32", True), train_step_fn("resnet20", "fp32", True,
-                                                                           batches=lambda: next(it))
+class PerImageDataset(torch.utils.data.Dataset):
+    """A common reimplementation's loading, kept on uint8 tensors: every image padded, cropped and flipped by
+    itself in ``__getitem__``, then collated by a DataLoader (the library instead gathers and augments whole
+    batches with tensor ops)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, pad: int = 4) -> None:
+        self.x, self.y, self.pad = x, y, pad
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        p, (h, w) = self.pad, self.x.shape[-2:]
+        img = F.pad(self.x[i], (p, p, p, p))
+        dy, dx = torch.randint(0, 2 * p + 1, (2,)).tolist()
+        img = img[:, dy:dy + h, dx:dx + w]
+        return (img.flip(-1) if torch.rand(()) < 0.5 else img), self.y[i]
+
+
+def _loader_overhead(x: torch.Tensor, y: torch.Tensor, steps: int) -> list[str]:
+    """The same training step fed by each loader (gather + augmentation each step) or by one preloaded batch."""
+    feeds: dict[str, Batches] = {}
+    library = endless(BatchLoader(x, y, 128, seed=1, train=True).batches)
+    feeds["the library's BatchLoader (whole-batch tensor ops, in process)"] = lambda: next(library)
+    for workers in (0, 2):
+        dl = torch.utils.data.DataLoader(PerImageDataset(x, y), batch_size=128, shuffle=True, drop_last=True,
+                                         num_workers=workers, persistent_workers=workers > 0)
+        it = endless(lambda _epoch, dl=dl: iter(dl))
+        feeds[f"a per-image DataLoader, {workers} worker processes"] = lambda it=it: next(it)
+    variants = {"preloaded": train_step_fn("resnet20", DEFAULT_PRECISION, True)}
+    variants.update({name: train_step_fn("resnet20", DEFAULT_PRECISION, True, batches=feed)
+                     for name, feed in feeds.items()})
 
     def run(step: Callable[[], None]) -> Callable[[], None]:
         return lambda: [step() for _ in range(steps)]
 
-    secs = interleave({"fed": run(fed), "preloaded": run(preloaded)}, rounds=3, warmup=1)
-    return (f"| {steps} ResNet-20 steps (fp32 channels_last) fed by the loader vs on a preloaded batch | "
-            f"{100 * (secs['fed'] / secs['preloaded'] - 1):+.1f}% time |")
+    secs = interleave({k: run(v) for k, v in variants.items()}, rounds=3, warmup=1)
+    return [f"| {name} | {100 * (secs[name] / secs['preloaded'] - 1):+.1f}% |" for name in feeds]
 
 
 # --- inference ----------------------------------------------------------------------------------------------------
 def bench_inference(rounds: int) -> list[str]:
-    rows = ["| model | input | batch | reference fp32 img/s | inference fp32 | inference bf16 | bf16 x reference |",
-            "|---|---|---:|---:|---:|---:|---:|"]
-    for name, size, batch in (("resnet56", 32, 256), ("resnet50", 224, 16)):
-        rows.append(_inference_row(name, size, batch, rounds))
+    rows = ["| model | input | batch | reference fp32 img/s | inference fp32 | inference bf16 | bf16 x reference | "
+            "bf16 + torch.compile x reference (tried, not used) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    # ResNet-56 at the batch of a common reimplementation's test loader (128) and at the library's (1,000).
+    for name, size, batch, compiled in (("resnet56", 32, 128, True), ("resnet56", 32, 1000, True),
+                                        ("resnet50", 224, 16, False)):
+        rows.append(_inference_row(name, size, batch, rounds, compiled))
     return rows
 
 
-def _inference_row(name: str, size: int, batch: int, rounds: int) -> str:
+def _inference_row(name: str, size: int, batch: int, rounds: int, compiled: bool) -> str:
     torch.manual_seed(0)
     model = create_model(name).eval()
     x = torch.randn(batch, 3, size, size)
@@ -171,13 +207,22 @@ def _inference_row(name: str, size: int, batch: int, rounds: int) -> str:
         with torch.no_grad():
             model(x)
 
-    secs = interleave({"ref": ref, "fp32": lambda: fast32(x), "bf16": lambda: fast16(x)}, rounds)
+    variants = {"ref": ref, "fp32": lambda: fast32(x), "bf16": lambda: fast16(x)}
+    if compiled:
+        fast16c = InferenceModel(model, "bf16")
+        fast16c.net = torch.compile(fast16c.net)
+        t0 = time.perf_counter()
+        fast16c(x)
+        compile_s = time.perf_counter() - t0
+        variants["compiled"] = lambda: fast16c(x)
+    secs = interleave(variants, rounds)
     ips = {k: batch / v for k, v in secs.items()}
+    cell = f"{ips['compiled'] / ips['ref']:.2f} (compiling: {compile_s:.0f} s)" if compiled else "-"
     return (f"| {name} | {size} | {batch} | {ips['ref']:,.0f} | {ips['fp32']:,.0f} | {ips['bf16']:,.0f} | "
-            f"{ips['bf16'] / ips['ref']:.2f} |")
+            f"{ips['bf16'] / ips['ref']:.2f} | {cell} |")
 
 
-def agreement(checkpoint: str, data: str | None) -> list[str]:
+def agreement(checkpoint: str, data: str | None) -> str:
     """Top-1 agreement of the bf16 inference path with fp32 on a test set (a trained checkpoint)."""
     from resnetlab.data import load_dataset
     from resnetlab.train.report import load_trained
@@ -185,14 +230,15 @@ def agreement(checkpoint: str, data: str | None) -> list[str]:
     model, cfg, state = load_trained(checkpoint)
     arrays = load_dataset(data or cfg.data, progress=False)
     fast = InferenceModel(model, "bf16")
-    same = total = 0
+    same = wrong = total = 0
     with torch.no_grad():
         for s in range(0, arrays.test_x.shape[0], 500):
             x = normalize(arrays.test_x[s:s + 500], state["mean"], state["std"])
-            same += int((model(x).argmax(1) == fast(x).argmax(1)).sum())
+            pred = model(x).argmax(1)
+            same += int((pred == fast(x).argmax(1)).sum())
+            wrong += int((pred != arrays.test_y[s:s + 500]).sum())
             total += x.shape[0]
-    return [f"top-1 agreement of bf16 inference with fp32, {cfg.model} on {total:,} test images: "
-            f"{100 * same / total:.2f}%"]
+    return f"| {cfg.model} | {checkpoint} | {100 * wrong / total:.2f} | {total:,} | {100 * same / total:.2f}% |"
 
 
 # --- memory -------------------------------------------------------------------------------------------------------
@@ -227,11 +273,62 @@ def bench_memory(models: list[str]) -> list[str]:
     return rows
 
 
+# --- allocator ----------------------------------------------------------------------------------------------------
+ALLOCATORS = {  # name -> environment of a child process
+    "glibc malloc (the default)": {},
+    "glibc malloc, mmap threshold 32 MB, no trimming": {"MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+                                                        "MALLOC_TRIM_THRESHOLD_": str(1 << 40)},
+    "jemalloc (LD_PRELOAD)": {"LD_PRELOAD": "jemalloc"},
+    "tcmalloc (LD_PRELOAD)": {"LD_PRELOAD": "tcmalloc_minimal"},
+}
+
+
+def _steps_child(name: str, steps: int) -> None:
+    step = train_step_fn(name, DEFAULT_PRECISION, True)
+    times = []
+    for i in range(steps + 3):
+        t0 = time.perf_counter()
+        step()
+        if i >= 3:
+            times.append(time.perf_counter() - t0)
+    print(json.dumps({"img_per_s": 128 / statistics.median(times)}))
+
+
+def bench_allocator(rounds: int, model: str = "resnet20", steps: int = 15) -> list[str]:
+    import ctypes.util
+
+    envs: dict[str, dict[str, str]] = {}
+    for label, env in ALLOCATORS.items():
+        if "LD_PRELOAD" in env:
+            lib = ctypes.util.find_library(env["LD_PRELOAD"])
+            if lib is None:
+                continue  # not installed here (Debian: libjemalloc2, libtcmalloc-minimal4)
+            env = {"LD_PRELOAD": lib}
+        envs[label] = env
+    base = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_MMAP_THRESHOLD_",
+                                                             "MALLOC_TRIM_THRESHOLD_")}
+    samples: dict[str, list[float]] = {k: [] for k in envs}
+    for _ in range(rounds):  # processes take turns
+        for label, env in envs.items():
+            proc = subprocess.run([sys.executable, __file__, "--steps-child", model, str(steps)],
+                                  capture_output=True, text=True, env={**base, **env}, check=True)
+            samples[label].append(json.loads(proc.stdout.strip().splitlines()[-1])["img_per_s"])
+    ref = statistics.median(samples["glibc malloc (the default)"])
+    rows = [f"| allocator ({model} training, {DEFAULT_PRECISION} channels_last, a fresh process each) | img/s | "
+            "x default |", "|---|---:|---:|"]
+    for label, ips in samples.items():
+        rows.append(f"| {label} | {statistics.median(ips):,.0f} | {statistics.median(ips) / ref:.2f} |")
+    missing = [k for k in ALLOCATORS if k not in envs]
+    if missing:
+        rows.append(f"\nnot installed here: {', '.join(missing)}")
+    return rows
+
+
 # --- threads ------------------------------------------------------------------------------------------------------
 def bench_threads(rounds: int) -> list[str]:
-    rows = ["| intra-op threads | ResNet-20 training img/s (bf16 channels_last) |", "|---|---:|"]
+    rows = [f"| intra-op threads | ResNet-20 training img/s ({DEFAULT_PRECISION} channels_last) |", "|---|---:|"]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    step = train_step_fn("resnet20", "bf16", True)
+    step = train_step_fn("resnet20", DEFAULT_PRECISION, True)
     results: dict[int, float] = {}
     for n in sorted({1, cores}):
         torch.set_num_threads(n)
@@ -245,16 +342,22 @@ def bench_threads(rounds: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", nargs="*", default=["limit", "train", "data", "inference", "memory", "threads"])
+    parser.add_argument("--sections", nargs="*", default=["limit", "train", "data", "inference", "memory", "threads",
+                                                           "allocator"])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--memory-models", default="resnet110,resnet1202")
-    parser.add_argument("--checkpoint", help="a trained CIFAR checkpoint, for bf16-vs-fp32 top-1 agreement")
+    parser.add_argument("--checkpoint", action="append",
+                        help="a trained CIFAR checkpoint, for bf16-vs-fp32 top-1 agreement (repeatable)")
     parser.add_argument("--data", help="its data (default: the checkpoint's)")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--steps-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         name, precision, ckpt = args.memory_child
         _peak_rss_child(name, precision, ckpt == "1")
+        return
+    if args.steps_child:
+        _steps_child(args.steps_child[0], int(args.steps_child[1]))
         return
     print(f"machine: {machine()}; torch threads {torch.get_num_threads()}")
     fp32 = bf16 = float("nan")
@@ -267,6 +370,7 @@ def main() -> None:
         "inference": lambda: bench_inference(args.rounds),
         "memory": lambda: bench_memory(args.memory_models.split(",")),
         "threads": lambda: bench_threads(args.rounds),
+        "allocator": lambda: bench_allocator(max(3, args.rounds // 2)),
     }
     for name, fn in sections.items():
         if name in args.sections:
@@ -274,7 +378,10 @@ def main() -> None:
             print("\n".join(fn()), flush=True)
             print()
     if args.checkpoint:
-        print("\n".join(agreement(args.checkpoint, args.data)))
+        print("## agreement\n\n| model | checkpoint | fp32 test error (%) | test images | "
+              "top-1 agreement, bf16 vs fp32 |\n|---|---|---:|---:|---:|")
+        for path in args.checkpoint:
+            print(agreement(path, args.data), flush=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from model_utils import calibrate_bn, seeded_input, seeded_model
-from resnetlab.inference import InferenceModel, fold_batchnorm
+from resnetlab.inference import InferenceModel, fold_batchnorm, inference_copy
 
 
 def _bns(model: nn.Module) -> int:
@@ -38,6 +38,21 @@ def test_bf16_inference_stays_close_to_fp32() -> None:
         out = InferenceModel(model, "bf16")(x)
     assert out.dtype == torch.float32
     assert (out - ref).abs().max().item() < 0.05 * ref.abs().max().item()
+
+
+@pytest.mark.parametrize("name", ["resnet20", "preact_resnet20", "vgg19"])
+def test_bf16_weights_compute_exactly_what_autocast_computes(name: str) -> None:
+    """Storing conv/linear weights in bf16 is a speed change only: autocast rounds the same weights the same way."""
+    x = seeded_input(name, batch=2)
+    model = calibrate_bn(seeded_model(name), x)
+    stored = inference_copy(model, "bf16")
+    assert {p.dtype for m in stored.modules() if isinstance(m, nn.Conv2d | nn.Linear) for p in m.parameters()} == \
+        {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for m in stored.modules() if isinstance(m, nn.BatchNorm2d)
+               for p in m.parameters())  # unfolded BNs (pre-activation nets) stay fp32, as under autocast
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = inference_copy(model, "fp32")(x.contiguous(memory_format=torch.channels_last)).float()
+    assert torch.equal(InferenceModel(model, "bf16")(x), expected)
 
 
 @pytest.mark.parametrize("name", ["resnet20", "preact_resnet164"])

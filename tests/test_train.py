@@ -17,6 +17,7 @@ from resnetlab.train import (
     ConfigError,
     LRSchedule,
     NonFiniteLossError,
+    TrainConfig,
     Trainer,
     fit,
     load_checkpoint,
@@ -110,6 +111,24 @@ def _params(path: Path) -> dict[str, torch.Tensor]:
 
 def _rows_without_timing(run: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "img_per_s"} for r in read_metrics(run / "metrics.jsonl")]
+
+
+@pytest.mark.parametrize("cpu_bf16, expected", [(True, "bf16"), (False, "fp32")])
+def test_precision_auto_is_bf16_only_where_the_cpu_has_bf16_units(
+        monkeypatch: pytest.MonkeyPatch, cpu_bf16: bool, expected: str) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: cpu_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert TrainConfig().precision == "auto"
+    assert engine_mod.resolve_precision("auto", "cpu") == expected
+    assert engine_mod.resolve_precision("fp32", "cpu") == "fp32"  # an explicit choice is kept
+    trainer = Trainer(tiny_config(precision="auto"), tiny_bundle())
+    assert trainer.precision == expected
+    seen: list[torch.dtype] = []  # the dtype the first conv really computes in
+    trainer.model.conv1.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    images, labels = next(iter(trainer.loader.batches(0)))
+    trainer.train_step(images, labels)
+    assert seen and seen[0] == (torch.bfloat16 if expected == "bf16" else torch.float32)
+    assert trainer.model.conv1.weight.dtype == torch.float32  # master weights stay fp32
 
 
 def test_run_writes_config_metrics_checkpoints_curves(tmp_path: Path) -> None:

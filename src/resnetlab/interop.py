@@ -18,7 +18,6 @@ rebuild, preprocess and name the outputs:
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,13 +226,9 @@ def load_model_file(path: str | Path) -> LoadedModel:
     obj = _read(path)
     fmt = obj.get("format") if isinstance(obj, dict) else None
     if fmt == "resnetlab.checkpoint":
-        from .train.checkpoint import checksum_path, load_checkpoint
-        from .train.report import model_from_checkpoint
+        from .train.report import load_trained
 
-        if not checksum_path(path).exists():
-            warnings.warn(f"{path} has no .sha256 file beside it: its integrity cannot be checked", stacklevel=2)
-        state = load_checkpoint(path, require_checksum=False)
-        model, cfg = model_from_checkpoint(state, source=str(path))
+        model, cfg, state = load_trained(path)
         view = (ViewSpec.imagenet(int(state["input_size"])) if cfg.loader == "stream"
                 else ViewSpec.fixed(int(state["input_size"]), cfg.pad))
         return LoadedModel(model, cfg.model, {**cfg.model_kwargs, "num_classes": len(state["classes"])},

@@ -11,8 +11,9 @@ import torch
 from .data.stream import decode_rgb
 from .data.views import make_views
 from .errors import ResNetLabError
-from .inference import fold_batchnorm
+from .inference import inference_copy
 from .interop import LoadedModel
+from .train.engine import resolve_precision
 from .train.protocols import check_protocol, score_views
 
 
@@ -38,7 +39,8 @@ def predict_files(loaded: LoadedModel, paths: Sequence[str | Path], topk: int = 
     """
     check_protocol(protocol)
     device = torch.device(device)
-    model = fold_batchnorm(loaded.model).to(device, memory_format=torch.channels_last)  # the inference path
+    precision = resolve_precision(precision, device)
+    model = inference_copy(loaded.model, precision, device=device)  # the inference path
     out: list[Prediction] = []
     for s in range(0, len(paths), batch_size):
         chunk = [str(p) for p in paths[s:s + batch_size]]

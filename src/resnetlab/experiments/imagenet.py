@@ -29,8 +29,7 @@ IMAGENET_ITERS = 600_000  # Sec. 3.4: "up to 60 x 10^4 iterations"
 IMAGENET_BUDGETS = {
     "smoke": Budget("smoke", 6 / IMAGENET_ITERS, {"eval_interval": 3, "log_interval": 3, "batch_size": 32,
                                                    "keep_checkpoints": 1}),
-    "quick": Budget("quick", 6_000 / IMAGENET_ITERS, {"eval_interval": 1_000, "log_interval": 50,
-                                                       "precision": "bf16"}),
+    "quick": Budget("quick", 6_000 / IMAGENET_ITERS, {"eval_interval": 1_000, "log_interval": 50}),
     "paper": Budget("paper", 1.0, {}),
 }
 OPTION_A = (("shortcut", "A"),)  # Table 2's ResNet-18/34 (zero-padding shortcuts: no extra parameters)
@@ -72,7 +71,7 @@ def paper_numbers(spec: RunSpec) -> specs.PaperNumbers | None:
 def ten_crop(ctx: ImageNetContext, spec: RunSpec, record: RunRecord) -> dict[str, float]:
     """10-crop top-1/top-5 validation error (%) of the run's final checkpoint; cached beside the run."""
     from ..interop import load_model_file
-    from ..train.engine import select_device
+    from ..train.engine import resolve_precision, select_device
     from ..train.protocols import evaluate_stream
 
     run_dir = Path(record.run_dir)
@@ -87,7 +86,8 @@ def ten_crop(ctx: ImageNetContext, spec: RunSpec, record: RunRecord) -> dict[str
     device = select_device(cfg.device)
     model = load_model_file(run_dir / checkpoint).model.to(device)
     r = evaluate_stream(model, data, "val", "10crop", batch_size=max(1, cfg.eval_batch_size // 10), device=device,
-                        precision=cfg.precision, chunk=cfg.eval_batch_size, progress=ctx.progress)
+                        precision=resolve_precision(cfg.precision, device), chunk=cfg.eval_batch_size,
+                        progress=ctx.progress)
     out = {"checkpoint": checkpoint, "top1_10crop": r.top1_error, "top5_10crop": r.top5_error, "images": r.count}
     atomic_write(cache, lambda f: f.write(json.dumps(out).encode()))
     return out

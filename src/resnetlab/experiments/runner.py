@@ -25,7 +25,7 @@ from ..data import DataBundle
 from ..data.cache import atomic_write
 from ..errors import ResNetLabError
 from ..train import TrainConfig, fit, load_data, resolve_config
-from ..train.engine import RESUMABLE_CHANGES, RunResult
+from ..train.engine import RESUMABLE_CHANGES, RunResult, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,11 @@ BUDGETS: dict[str, Budget] = {
     # CI: a handful of iterations per net, to check the whole pipeline end to end.
     "smoke": Budget("smoke", 6 / 64_000, {"eval_interval": 3, "log_interval": 3, "batch_size": 32}, seeds=2),
     # 2 CPU cores, under 30 minutes for the degradation figure: 1,600 iterations (lr /10 at 800 and 1,200) in
-    # bf16, evaluated every 400 (an evaluation of 15k images costs about 1% of a run here), where plain-56 already
-    # trains worse than plain-20 and ResNet-56 better than plain-56 (both by > 5 points). Not the paper's setting:
-    # the curves stop where the paper's have barely started, and BN normalises over the whole batch of 128 (one
-    # pass of 128 is faster on a CPU than the paper's two BN groups of 64).
-    "quick": Budget("quick", 1_600 / 64_000, {"eval_interval": 400, "log_interval": 50, "precision": "bf16",
-                                              "bn_batch": 0}, seeds=2),
+    # the default precision (bf16 on CPUs with bf16 units), evaluated every 400 (an evaluation of 15k images costs
+    # about 1% of a run here), where plain-56 already trains worse than plain-20 and ResNet-56 better than plain-56
+    # (both by > 5 points). Not the paper's setting: the curves stop where the paper's have barely started, and BN
+    # normalises over the whole batch of 128 (one pass of 128 is faster on a CPU than the paper's two BN groups of 64).
+    "quick": Budget("quick", 1_600 / 64_000, {"eval_interval": 400, "log_interval": 50, "bn_batch": 0}, seeds=2),
     # The paper's full schedule (64k iterations); 5 seeds as for ResNet-110 in Table 6 ("best (mean +- std)").
     "paper": Budget("paper", 1.0, {}, seeds=5),
 }
@@ -133,6 +132,8 @@ def config_hash(cfg: TrainConfig) -> str:
     d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_HASHED and v != defaults[k]}
     path = Path(cfg.data).expanduser()
     d["data"] = str(path.resolve()) if path.exists() else cfg.data
+    if cfg.precision == "auto":  # what it computes in here: an fp32 run is not reused for a bf16 table, nor back
+        d["precision"] = resolve_precision(cfg.precision, cfg.device)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -191,7 +192,7 @@ def write_results(ctx: Context, title: str, body_md: str, runs: Sequence[RunReco
         f"- data: `{ctx.data}`" + (f"; trained on the training split less {cfg.val_size:,} held-out validation "
                                    "images" if cfg.val_size else ""),
         f"- training: recipe `{cfg.recipe}`, batch {cfg.batch_size}"
-        + (f" (BN over {cfg.bn_batch})" if cfg.bn_batch else "") + f", {cfg.precision}"
+        + (f" (BN over {cfg.bn_batch})" if cfg.bn_batch else "") + f", {resolve_precision(cfg.precision, cfg.device)}"
         + (f", overrides {' '.join(ctx.overrides)}" if ctx.overrides else ""),
         f"- machine: {machine()}",
         f"- finished: {now}",

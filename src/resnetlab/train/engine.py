@@ -36,7 +36,7 @@ from ..data.cache import atomic_write, tensor_digest
 from ..data.loader import rank_slice
 from ..data.stream import StreamData, StreamLoader
 from ..errors import ResNetLabError
-from ..inference import fold_batchnorm
+from ..inference import inference_copy
 from ..models import create_model
 from . import checkpoint as ckpt
 from .config import ConfigError, TrainConfig, validate
@@ -69,8 +69,28 @@ def select_device(name: str, info: DistInfo | None = None) -> torch.device:
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def has_fast_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` computes bf16 in hardware: a GPU that supports it, or a CPU with AVX512-BF16 or AMX units
+    (elsewhere bf16 autocast is emulated and slower than fp32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence looked up defensively
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def resolve_precision(precision: str, device: torch.device | str = "auto") -> str:
+    """``auto`` -> bf16 where the hardware has bf16 units, else fp32; other values as given."""
+    if precision != "auto":
+        return precision
+    return "bf16" if has_fast_bf16(select_device(str(device))) else "fp32"
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
     """Mixed precision by autocast (weights and optimizer stay fp32); fp32 runs plain."""
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
@@ -194,7 +214,9 @@ class Trainer:
         validate(cfg)
         self.cfg, self.data, self.info = cfg, data, info or DistInfo()
         self.device = select_device(cfg.device, self.info)
-        if cfg.precision == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        # The precision this run computes in on this device ("auto" resolved; resuming elsewhere may resolve it anew).
+        self.precision = resolve_precision(cfg.precision, self.device)
+        if self.precision == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError("this GPU has no bfloat16 support; use --set precision=fp16")
         check_num_classes(cfg, data)
         if isinstance(data, DataBundle):  # -100 or out-of-range labels: one message now, not a silent loss or a crash
@@ -220,7 +242,7 @@ class Trainer:
             self.ddp = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
         self.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.schedule = LRSchedule.from_config(cfg)
         self.mean = data.mean.to(self.device)
         self.std = None if data.std is None else data.std.to(self.device)
@@ -269,7 +291,7 @@ class Trainer:
             last = k == self.micro_batches - 1
             sync = contextlib.nullcontext() if last or not self.info.enabled else self.ddp.no_sync()
             with sync:
-                with autocast(dev, cfg.precision):
+                with autocast(dev, self.precision):
                     logits = self.ddp(xm)
                 loss = F.cross_entropy(logits.float(), ym, label_smoothing=cfg.label_smoothing)
                 self.scaler.scale(loss * (xm.shape[0] / n_local)).backward()
@@ -309,16 +331,16 @@ class Trainer:
     def evaluate(self, split: str) -> EvalResult:
         broadcast_buffers(self.model, self.info)  # every rank scores the model that rank 0 checkpoints
         # The inference path (a BN-folded copy): the same function, about 1.5x faster than the training module.
-        model = fold_batchnorm(self.model).to(memory_format=self.fmt)
+        model = inference_copy(self.model, self.precision, self.cfg.channels_last)
         if isinstance(self.data, StreamData):  # center-crop validation of a streamed folder (Fig. 4's bold curves)
             from .protocols import evaluate_stream
 
             return evaluate_stream(model, self.data, split, "center", batch_size=self.cfg.eval_batch_size,
-                                   device=self.device, precision=self.cfg.precision,
+                                   device=self.device, precision=self.precision,
                                    channels_last=self.cfg.channels_last, info=self.info)
         x, y = (self.data.val_x, self.data.val_y) if split == "val" else (self.data.test_x, self.data.test_y)
         return evaluate(model, x, y, self.mean, self.std, batch_size=self.cfg.eval_batch_size,
-                        device=self.device, precision=self.cfg.precision, channels_last=self.cfg.channels_last,
+                        device=self.device, precision=self.precision, channels_last=self.cfg.channels_last,
                         info=self.info)
 
     # checkpoints
@@ -653,6 +675,7 @@ def _finish(trainer: Trainer, run_dir: Path, main: bool) -> RunResult:
         "val_error": last_eval.get("val_error"),
         "test_error": last_eval.get("test_error"),
         "params": sum(p.numel() for p in trainer.model.parameters()),
+        "precision": trainer.precision,  # as computed here ("auto" resolved)
         "checkpoint": ckpt.checkpoint_name(trainer.iteration),
     }
     if main:

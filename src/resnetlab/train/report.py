@@ -7,7 +7,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from ..data import load_dataset
@@ -17,7 +16,7 @@ from ..models import create_model
 from ..models.weights import load_state_dict
 from .checkpoint import checksum_path, load_checkpoint
 from .config import TrainConfig
-from .engine import evaluate, select_device
+from .engine import evaluate, resolve_precision, select_device
 
 
 def model_from_checkpoint(state: dict[str, Any], source: str = "checkpoint") -> tuple[nn.Module, TrainConfig]:
@@ -79,7 +78,7 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
     ``<checkpoint folder>/eval/<checkpoint>-<protocol>``) and returns the report (errors in %).
     """
     from ..data.stream import open_stream
-    from ..inference import fold_batchnorm
+    from ..inference import inference_copy
     from ..interop import load_model_file
     from .protocols import check_protocol, evaluate_stream, evaluate_tensors
 
@@ -92,7 +91,7 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
         raise ResNetLabError(f"{path} is a converted weights file: give the data to evaluate on with --data")
     dev = select_device(device)
     # The inference path: BN folded into the convs, channels_last, and autocast at ``precision``.
-    model = fold_batchnorm(loaded.model).to(dev, memory_format=torch.channels_last)
+    model = inference_copy(loaded.model, resolve_precision(precision, dev), device=dev)
     mean, std = loaded.mean, loaded.std
     per_image = {"center": 1, "10crop": 10, "multiscale": len(loaded.view.scale_sides)}[protocol]
     common = {"device": dev, "precision": precision, "chunk": batch_size, "progress": progress}
