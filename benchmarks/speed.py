@@ -1,6 +1,6 @@
 """Speed of the library's training and inference paths on this machine, as ratios inside one run.
 
-    python benchmarks/speed.py                       # everything (about 10 minutes on 2 cores)
+    python benchmarks/speed.py                       # everything (about 15 minutes on 2 cores)
     python benchmarks/speed.py --sections train data # a subset
     python benchmarks/speed.py --checkpoint runs/quick/resnet56-.../checkpoint-0001600.pt --data DATA
 
@@ -134,7 +134,7 @@ def bench_data(rounds: int) -> list[str]:
     # A training epoch fed by each loader vs the same number of steps on one preloaded batch.
     rows += ["", "| data-loader choice: ResNet-20 training steps (default precision, channels_last) fed by | "
              "time vs steps on one preloaded batch |", "|---|---:|"]
-    rows += _loader_overhead(x, y, steps=20)
+    rows += _loader_overhead(x, y, steps=40)
     return rows
 
 
@@ -166,23 +166,40 @@ class PerImageDataset(torch.utils.data.Dataset):
 
 
 def _loader_overhead(x: torch.Tensor, y: torch.Tensor, steps: int) -> list[str]:
-    """The same training step fed by each loader (gather + augmentation each step) or by one preloaded batch."""
-    feeds: dict[str, Batches] = {}
-    library = endless(BatchLoader(x, y, 128, seed=1, train=True).batches)
-    feeds["the library's BatchLoader (whole-batch tensor ops, in process)"] = lambda: next(library)
-    for workers in (0, 2):
+    """The same training steps fed by each loader (gather + augmentation each step) or by one preloaded batch.
+
+    Each timed call starts the loader afresh and stops it after ``steps`` batches, so worker processes never run
+    (prefetch) while another variant is timed; their start-up is counted once per ``steps`` steps.
+    """
+    def library(epoch: int) -> Iterator[Batch]:
+        return iter(BatchLoader(x, y, 128, seed=1, train=True).batches(epoch))
+
+    def per_image(workers: int) -> Callable[[int], Iterator[Batch]]:
         dl = torch.utils.data.DataLoader(PerImageDataset(x, y), batch_size=128, shuffle=True, drop_last=True,
-                                         num_workers=workers, persistent_workers=workers > 0)
-        it = endless(lambda _epoch, dl=dl: iter(dl))
-        feeds[f"a per-image DataLoader, {workers} worker processes"] = lambda it=it: next(it)
-    variants = {"preloaded": train_step_fn("resnet20", DEFAULT_PRECISION, True)}
-    variants.update({name: train_step_fn("resnet20", DEFAULT_PRECISION, True, batches=feed)
-                     for name, feed in feeds.items()})
+                                         num_workers=workers)
+        return lambda _epoch: iter(dl)
 
-    def run(step: Callable[[], None]) -> Callable[[], None]:
-        return lambda: [step() for _ in range(steps)]
+    feeds = {"the library's BatchLoader (whole-batch tensor ops, in process)": library}
+    feeds.update({f"a per-image DataLoader, {w} worker processes": per_image(w) for w in (0, 2)})
+    preloaded = train_step_fn("resnet20", DEFAULT_PRECISION, True)
+    state: dict[str, Iterator[Batch]] = {}
+    steppers = {name: train_step_fn("resnet20", DEFAULT_PRECISION, True,
+                                    batches=lambda name=name: next(state[name])) for name in feeds}
 
-    secs = interleave({k: run(v) for k, v in variants.items()}, rounds=3, warmup=1)
+    def run(name: str) -> Callable[[], None]:
+        def call() -> None:
+            if name == "preloaded":
+                for _ in range(steps):
+                    preloaded()
+                return
+            state[name] = feeds[name](0)
+            for _ in range(steps):
+                steppers[name]()
+            del state[name]  # a DataLoader iterator shuts its workers down when dropped
+
+        return call
+
+    secs = interleave({k: run(k) for k in ["preloaded", *feeds]}, rounds=3, warmup=1)
     return [f"| {name} | {100 * (secs[name] / secs['preloaded'] - 1):+.1f}% |" for name in feeds]
 
 
@@ -208,16 +225,22 @@ def _inference_row(name: str, size: int, batch: int, rounds: int, compiled: bool
             model(x)
 
     variants = {"ref": ref, "fp32": lambda: fast32(x), "bf16": lambda: fast16(x)}
+    cell = "-"
     if compiled:
+        torch._dynamo.reset()  # a fresh, static-shape compile for this batch size
         fast16c = InferenceModel(model, "bf16")
-        fast16c.net = torch.compile(fast16c.net)
-        t0 = time.perf_counter()
-        fast16c(x)
-        compile_s = time.perf_counter() - t0
-        variants["compiled"] = lambda: fast16c(x)
+        fast16c.net = torch.compile(fast16c.net, dynamic=False)
+        try:
+            t0 = time.perf_counter()
+            fast16c(x)
+            compile_s = time.perf_counter() - t0
+            variants["compiled"] = lambda: fast16c(x)
+        except Exception as exc:  # a compiler missing or failing here: report it, keep the rest of the table
+            cell = f"failed: {type(exc).__name__}"
     secs = interleave(variants, rounds)
     ips = {k: batch / v for k, v in secs.items()}
-    cell = f"{ips['compiled'] / ips['ref']:.2f} (compiling: {compile_s:.0f} s)" if compiled else "-"
+    if "compiled" in ips:
+        cell = f"{ips['compiled'] / ips['ref']:.2f} (compiling: {compile_s:.0f} s)"
     return (f"| {name} | {size} | {batch} | {ips['ref']:,.0f} | {ips['fp32']:,.0f} | {ips['bf16']:,.0f} | "
             f"{ips['bf16'] / ips['ref']:.2f} | {cell} |")
 
@@ -311,7 +334,9 @@ def bench_allocator(rounds: int, model: str = "resnet20", steps: int = 15) -> li
     for _ in range(rounds):  # processes take turns
         for label, env in envs.items():
             proc = subprocess.run([sys.executable, __file__, "--steps-child", model, str(steps)],
-                                  capture_output=True, text=True, env={**base, **env}, check=True)
+                                  capture_output=True, text=True, env={**base, **env})
+            if proc.returncode:
+                raise SystemExit(f"the {label} child failed:\n{proc.stderr}")
             samples[label].append(json.loads(proc.stdout.strip().splitlines()[-1])["img_per_s"])
     ref = statistics.median(samples["glibc malloc (the default)"])
     rows = [f"| allocator ({model} training, {DEFAULT_PRECISION} channels_last, a fresh process each) | img/s | "

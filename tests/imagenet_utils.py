@@ -35,7 +35,7 @@ def stream_config(data: Path, cache: Path, **overrides: Any) -> TrainConfig:
     cfg = TrainConfig(model="resnet8", data=str(data), loader="stream", crop_size=32, scale_range=(36, 48),
                       batch_size=8, max_iters=8, milestones=(), lr_schedule="plateau", plateau_patience=1,
                       plateau_threshold=100.0, eval_interval=2, log_interval=2, val_size=0, eval_test=False,
-                      eval_batch_size=4, workers=0, cache_dir=str(cache), recipe="test")
+                      eval_batch_size=4, workers=0, cache_dir=str(cache), recipe="test", precision="fp32")
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg

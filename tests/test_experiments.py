@@ -171,3 +171,19 @@ def test_unknown_experiment_and_budget(tmp_path: Path, capsys: pytest.CaptureFix
         main(["reproduce", "degradation", "--budget", "huge"])
     assert exc.value.code == 2
     assert set(EXPERIMENTS) >= {"degradation", "table6", "responses", "shortcuts"}
+
+
+@pytest.mark.parametrize("cpu_bf16", [True, False])
+def test_run_folders_are_keyed_by_the_precision_computed_in(monkeypatch: pytest.MonkeyPatch, cpu_bf16: bool) -> None:
+    """"auto" hashes as what it resolves to, and fp32 (the former default) as nothing: old runs keep their folders."""
+    from resnetlab.experiments.runner import config_hash
+    from resnetlab.train import TrainConfig
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: cpu_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    base = {"model": "resnet20", "data": "cifar10", "device": "cpu"}
+    auto, fp32, bf16 = (config_hash(TrainConfig(**base, precision=p)) for p in ("auto", "fp32", "bf16"))
+    assert fp32 != bf16
+    assert auto == (bf16 if cpu_bf16 else fp32)
+    # the hashes these configs had when fp32 was the default: runs made then are reused
+    assert (fp32, bf16) == ("59e2bda9", "2e26751b")

@@ -122,7 +122,7 @@ class Context:
 
 # Settings that may differ between runs that are still "the same run": where and how fast it computes. Precision is
 # not among them here: a bf16 run is not reused for an fp32 table.
-_NOT_HASHED = RESUMABLE_CHANGES - {"precision", "data"}
+_NOT_HASHED = RESUMABLE_CHANGES - {"precision", "eval_precision", "data"}
 
 
 def config_hash(cfg: TrainConfig) -> str:
@@ -132,8 +132,11 @@ def config_hash(cfg: TrainConfig) -> str:
     d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_HASHED and v != defaults[k]}
     path = Path(cfg.data).expanduser()
     d["data"] = str(path.resolve()) if path.exists() else cfg.data
-    if cfg.precision == "auto":  # what it computes in here: an fp32 run is not reused for a bf16 table, nor back
-        d["precision"] = resolve_precision(cfg.precision, cfg.device)
+    # What it computes in here: a bf16 run is not reused for an fp32 table, nor back. fp32 (the former default) is
+    # left out, so runs hashed before "auto" became the default keep their folders.
+    d.pop("precision", None)
+    if (precision := resolve_precision(cfg.precision, cfg.device)) != "fp32":
+        d["precision"] = precision
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
 

@@ -44,9 +44,10 @@ from .distributed import DistInfo, all_reduce_sum, barrier, broadcast_buffers, c
 from .metrics import MetricsLog, plot_curves, read_metrics
 from .schedule import LRSchedule
 
-# Config keys that may differ when a run is resumed: where and how it computes, not what it computes.
+# Config keys that may differ when a run is resumed: where and how it computes, not what it computes (skip_bad:
+# nothing changes while every file decodes).
 RESUMABLE_CHANGES = {"device", "threads", "eval_batch_size", "cache_dir", "data", "compile", "precision",
-                     "channels_last", "workers", "skip_bad"}  # skip_bad: nothing changes while every file decodes
+                     "eval_precision", "channels_last", "workers", "skip_bad"}
 
 
 class NonFiniteLossError(ResNetLabError):
@@ -73,8 +74,8 @@ def has_fast_bf16(device: torch.device | str) -> bool:
     """Whether ``device`` computes bf16 in hardware: a GPU that supports it, or a CPU with AVX512-BF16 or AMX units
     (elsewhere bf16 autocast is emulated and slower than fp32)."""
     device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # bf16 tensor cores from Ampere (8.x) on; is_bf16_supported() also counts emulation
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
     if device.type != "cpu":
         return False
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence looked up defensively
@@ -331,16 +332,17 @@ class Trainer:
     def evaluate(self, split: str) -> EvalResult:
         broadcast_buffers(self.model, self.info)  # every rank scores the model that rank 0 checkpoints
         # The inference path (a BN-folded copy): the same function, about 1.5x faster than the training module.
-        model = inference_copy(self.model, self.precision, self.cfg.channels_last)
+        precision = resolve_precision(self.cfg.eval_precision, self.device)
+        model = inference_copy(self.model, precision, self.cfg.channels_last)
         if isinstance(self.data, StreamData):  # center-crop validation of a streamed folder (Fig. 4's bold curves)
             from .protocols import evaluate_stream
 
             return evaluate_stream(model, self.data, split, "center", batch_size=self.cfg.eval_batch_size,
-                                   device=self.device, precision=self.precision,
+                                   device=self.device, precision=precision,
                                    channels_last=self.cfg.channels_last, info=self.info)
         x, y = (self.data.val_x, self.data.val_y) if split == "val" else (self.data.test_x, self.data.test_y)
         return evaluate(model, x, y, self.mean, self.std, batch_size=self.cfg.eval_batch_size,
-                        device=self.device, precision=self.precision, channels_last=self.cfg.channels_last,
+                        device=self.device, precision=precision, channels_last=self.cfg.channels_last,
                         info=self.info)
 
     # checkpoints
@@ -350,6 +352,7 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
             "config": self.cfg.to_dict(),
+            "precision": self.precision,  # as resolved here: a resume elsewhere says so if it differs
             "iteration": self.iteration,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -580,6 +583,11 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
                                        "one)") from None
         if main and trainer.iteration < cfg.max_iters:
             say(f"resuming {run_dir} from {path.name} (iteration {trainer.iteration} of {cfg.max_iters})")
+            before = state.get("precision")
+            if before and before != trainer.precision:
+                say(f"warning: this run trained in {before} up to iteration {trainer.iteration} and continues in "
+                    f"{trainer.precision} (precision={cfg.precision} on this machine), so it will not be bit-exact "
+                    f"with an uninterrupted run; --set precision={before} keeps {before}")
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     if main:  # only now: a resume refused above has changed nothing
         if found is not None:
