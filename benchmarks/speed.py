@@ -29,6 +29,7 @@ from resnetlab.data import BatchLoader, apply_crop_flip, draw_crop_flip, normali
 from resnetlab.experiments.runner import machine
 from resnetlab.inference import InferenceModel
 from resnetlab.models.complexity import complexity
+from resnetlab.runtime import tune_allocator
 from resnetlab.train.engine import resolve_precision
 
 
@@ -266,6 +267,7 @@ def agreement(checkpoint: str, data: str | None) -> str:
 
 # --- memory -------------------------------------------------------------------------------------------------------
 def _peak_rss_child(name: str, precision: str, checkpointing: bool, steps: int = 2) -> None:
+    tune_allocator()
     model = create_model(name).to(memory_format=torch.channels_last).train()
     if checkpointing:
         model.set_grad_checkpointing(True)
@@ -298,26 +300,39 @@ def bench_memory(models: list[str]) -> list[str]:
 
 # --- allocator ----------------------------------------------------------------------------------------------------
 ALLOCATORS = {  # name -> environment of a child process
-    "glibc malloc (the default)": {},
-    "glibc malloc, mmap threshold 32 MB, no trimming": {"MALLOC_MMAP_THRESHOLD_": str(32 << 20),
-                                                        "MALLOC_TRIM_THRESHOLD_": str(1 << 40)},
+    "glibc malloc, system settings": {"RESNETLAB_MALLOC": "system"},
+    "glibc malloc, tuned (the library's choice, runtime.py)": {},
     "jemalloc (LD_PRELOAD)": {"LD_PRELOAD": "jemalloc"},
     "tcmalloc (LD_PRELOAD)": {"LD_PRELOAD": "tcmalloc_minimal"},
 }
 
 
-def _steps_child(name: str, steps: int) -> None:
-    step = train_step_fn(name, DEFAULT_PRECISION, True)
-    times = []
-    for i in range(steps + 3):
-        t0 = time.perf_counter()
-        step()
-        if i >= 3:
-            times.append(time.perf_counter() - t0)
-    print(json.dumps({"img_per_s": 128 / statistics.median(times)}))
+def _allocator_child(steps: int) -> None:
+    """img/s of ResNet-20 training (the default path) and of ResNet-56 inference at batch 128, reference and bf16."""
+    tune_allocator()  # as every resnetlab command does (skipped under RESNETLAB_MALLOC=system or another malloc)
+    out = {}
+    step = train_step_fn("resnet20", DEFAULT_PRECISION, True)
+    torch.manual_seed(0)
+    model = create_model("resnet56").eval()
+    x = torch.randn(128, 3, 32, 32)
+    fast = InferenceModel(model, "bf16")
+
+    def ref() -> None:
+        with torch.no_grad():
+            model(x)
+
+    for name, fn, n in (("train", step, steps), ("reference", ref, 5), ("bf16", lambda: fast(x), 5)):
+        times = []
+        for i in range(n + 2):
+            t0 = time.perf_counter()
+            fn()
+            if i >= 2:
+                times.append(time.perf_counter() - t0)
+        out[name] = 128 / statistics.median(times)
+    print(json.dumps(out))
 
 
-def bench_allocator(rounds: int, model: str = "resnet20", steps: int = 15) -> list[str]:
+def bench_allocator(rounds: int, steps: int = 15) -> list[str]:
     import ctypes.util
 
     envs: dict[str, dict[str, str]] = {}
@@ -328,21 +343,23 @@ def bench_allocator(rounds: int, model: str = "resnet20", steps: int = 15) -> li
                 continue  # not installed here (Debian: libjemalloc2, libtcmalloc-minimal4)
             env = {"LD_PRELOAD": lib}
         envs[label] = env
-    base = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_MMAP_THRESHOLD_",
-                                                             "MALLOC_TRIM_THRESHOLD_")}
-    samples: dict[str, list[float]] = {k: [] for k in envs}
+    base = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "RESNETLAB_MALLOC")}
+    samples: dict[str, list[dict[str, float]]] = {k: [] for k in envs}
     for _ in range(rounds):  # processes take turns
         for label, env in envs.items():
-            proc = subprocess.run([sys.executable, __file__, "--steps-child", model, str(steps)],
+            proc = subprocess.run([sys.executable, __file__, "--allocator-child", str(steps)],
                                   capture_output=True, text=True, env={**base, **env})
             if proc.returncode:
                 raise SystemExit(f"the {label} child failed:\n{proc.stderr}")
-            samples[label].append(json.loads(proc.stdout.strip().splitlines()[-1])["img_per_s"])
-    ref = statistics.median(samples["glibc malloc (the default)"])
-    rows = [f"| allocator ({model} training, {DEFAULT_PRECISION} channels_last, a fresh process each) | img/s | "
-            "x default |", "|---|---:|---:|"]
-    for label, ips in samples.items():
-        rows.append(f"| {label} | {statistics.median(ips):,.0f} | {statistics.median(ips) / ref:.2f} |")
+            samples[label].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    med = {label: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for label, runs in samples.items()}
+    system = med["glibc malloc, system settings"]
+    rows = [f"| allocator (a fresh process each) | ResNet-20 training img/s ({DEFAULT_PRECISION} channels_last) | "
+            "ResNet-56 inference img/s, reference fp32 NCHW, batch 128 | the same, bf16 inference path | "
+            "bf16 path x reference |", "|---|---:|---:|---:|---:|"]
+    for label, m in med.items():
+        cells = [f"{m[k]:,.0f} ({m[k] / system[k]:.2f}x)" for k in ("train", "reference", "bf16")]
+        rows.append(f"| {label} | " + " | ".join(cells) + f" | {m['bf16'] / m['reference']:.2f} |")
     missing = [k for k in ALLOCATORS if k not in envs]
     if missing:
         rows.append(f"\nnot installed here: {', '.join(missing)}")
@@ -375,15 +392,16 @@ def main() -> None:
                         help="a trained CIFAR checkpoint, for bf16-vs-fp32 top-1 agreement (repeatable)")
     parser.add_argument("--data", help="its data (default: the checkpoint's)")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
-    parser.add_argument("--steps-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--allocator-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         name, precision, ckpt = args.memory_child
         _peak_rss_child(name, precision, ckpt == "1")
         return
-    if args.steps_child:
-        _steps_child(args.steps_child[0], int(args.steps_child[1]))
+    if args.allocator_child:
+        _allocator_child(args.allocator_child)
         return
+    tune_allocator()  # the library's choice, as in every resnetlab command; the allocator section shows its effect
     print(f"machine: {machine()}; torch threads {torch.get_num_threads()}")
     fp32 = bf16 = float("nan")
     if "limit" in args.sections or "train" in args.sections:

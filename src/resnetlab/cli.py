@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .errors import ResNetLabError
+from .runtime import tune_allocator
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -293,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(argv) if argv is not None else None
+    tune_allocator()  # the library's allocator choice (runtime.py)
     try:
         return args.func(args)
     except ResNetLabError as exc:

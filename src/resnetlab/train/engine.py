@@ -38,6 +38,7 @@ from ..data.stream import StreamData, StreamLoader
 from ..errors import ResNetLabError
 from ..inference import inference_copy
 from ..models import create_model
+from ..runtime import tune_allocator
 from . import checkpoint as ckpt
 from .config import ConfigError, TrainConfig, validate
 from .distributed import DistInfo, all_reduce_sum, barrier, broadcast_buffers, cleanup, init_distributed
@@ -500,6 +501,7 @@ def fit(cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool | str = Fa
         progress: bool = True, log: Callable[[str], None] | None = None) -> RunResult:
     """Train ``cfg`` into ``run_dir``; with ``resume=True`` continue the run there (config read from it if ``cfg``
     is None); ``resume="auto"`` resumes a matching run or starts a new one (used by the experiments)."""
+    tune_allocator()  # the library's allocator choice (runtime.py)
     run_dir = Path(run_dir)
     if resume is True and not run_dir.exists():
         raise ResNetLabError(f"cannot resume: {run_dir} does not exist (nothing is started in its place)")
