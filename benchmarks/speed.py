@@ -308,27 +308,31 @@ ALLOCATORS = {  # name -> environment of a child process
 
 
 def _allocator_child(steps: int) -> None:
-    """img/s of ResNet-20 training (the default path) and of ResNet-56 inference at batch 128, reference and bf16."""
+    """img/s of ResNet-20 training (the default path), and of ResNet-56 (batch 128) and ResNet-50 (batch 16)
+    inference: the reference mode and the library's bf16 inference path."""
     tune_allocator()  # as every resnetlab command does (skipped under RESNETLAB_MALLOC=system or another malloc)
     out = {}
     step = train_step_fn("resnet20", DEFAULT_PRECISION, True)
-    torch.manual_seed(0)
-    model = create_model("resnet56").eval()
-    x = torch.randn(128, 3, 32, 32)
-    fast = InferenceModel(model, "bf16")
+    cases: list[tuple[str, Callable[[], None], int, int]] = [("train", step, steps, 128)]
+    for name, size, batch in (("resnet56", 32, 128), ("resnet50", 224, 16)):
+        torch.manual_seed(0)
+        model = create_model(name).eval()
+        x = torch.randn(batch, 3, size, size)
+        fast = InferenceModel(model, "bf16")
 
-    def ref() -> None:
-        with torch.no_grad():
-            model(x)
+        def ref(model: torch.nn.Module = model, x: torch.Tensor = x) -> None:
+            with torch.no_grad():
+                model(x)
 
-    for name, fn, n in (("train", step, steps), ("reference", ref, 5), ("bf16", lambda: fast(x), 5)):
+        cases += [(f"{name} reference", ref, 5, batch), (f"{name} bf16", lambda f=fast, x=x: f(x), 5, batch)]
+    for key, fn, n, batch in cases:
         times = []
         for i in range(n + 2):
             t0 = time.perf_counter()
             fn()
             if i >= 2:
                 times.append(time.perf_counter() - t0)
-        out[name] = 128 / statistics.median(times)
+        out[key] = batch / statistics.median(times)
     print(json.dumps(out))
 
 
@@ -354,12 +358,19 @@ def bench_allocator(rounds: int, steps: int = 15) -> list[str]:
             samples[label].append(json.loads(proc.stdout.strip().splitlines()[-1]))
     med = {label: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for label, runs in samples.items()}
     system = med["glibc malloc, system settings"]
-    rows = [f"| allocator (a fresh process each) | ResNet-20 training img/s ({DEFAULT_PRECISION} channels_last) | "
-            "ResNet-56 inference img/s, reference fp32 NCHW, batch 128 | the same, bf16 inference path | "
-            "bf16 path x reference |", "|---|---:|---:|---:|---:|"]
+    keys = ["train", "resnet56 reference", "resnet56 bf16", "resnet50 reference", "resnet50 bf16"]
+    rows = [f"| allocator (a fresh process each; img/s, x system settings) | ResNet-20 training ({DEFAULT_PRECISION} "
+            "channels_last) | ResNet-56 inference, reference fp32 NCHW, batch 128 | ResNet-56, bf16 inference path | "
+            "ResNet-50 inference, reference, batch 16 | ResNet-50, bf16 inference path |",
+            "|---|---:|---:|---:|---:|---:|"]
     for label, m in med.items():
-        cells = [f"{m[k]:,.0f} ({m[k] / system[k]:.2f}x)" for k in ("train", "reference", "bf16")]
-        rows.append(f"| {label} | " + " | ".join(cells) + f" | {m['bf16'] / m['reference']:.2f} |")
+        rows.append(f"| {label} | " + " | ".join(f"{m[k]:,.0f} ({m[k] / system[k]:.2f}x)" for k in keys) + " |")
+    lib = med["glibc malloc, tuned (the library's choice, runtime.py)"]
+    rows.append("")
+    for name in ("resnet56", "resnet50"):
+        rows.append(f"{name}: the library's bf16 inference path in its process x the reference in a process with "
+                    f"the system's malloc settings: {lib[name + ' bf16'] / system[name + ' reference']:.2f}; "
+                    f"in the same process: {lib[name + ' bf16'] / lib[name + ' reference']:.2f}")
     missing = [k for k in ALLOCATORS if k not in envs]
     if missing:
         rows.append(f"\nnot installed here: {', '.join(missing)}")
