@@ -86,7 +86,7 @@ def ten_crop(ctx: ImageNetContext, spec: RunSpec, record: RunRecord) -> dict[str
     device = select_device(cfg.device)
     model = load_model_file(run_dir / checkpoint).model.to(device)
     r = evaluate_stream(model, data, "val", "10crop", batch_size=max(1, cfg.eval_batch_size // 10), device=device,
-                        precision=resolve_precision(cfg.precision, device), chunk=cfg.eval_batch_size,
+                        precision=resolve_precision(cfg.eval_precision, device), chunk=cfg.eval_batch_size,
                         progress=ctx.progress)
     out = {"checkpoint": checkpoint, "top1_10crop": r.top1_error, "top5_10crop": r.top5_error, "images": r.count}
     atomic_write(cache, lambda f: f.write(json.dumps(out).encode()))
