@@ -205,17 +205,24 @@ def _loader_overhead(x: torch.Tensor, y: torch.Tensor, steps: int) -> list[str]:
 
 
 # --- inference ----------------------------------------------------------------------------------------------------
-def bench_inference(rounds: int) -> list[str]:
+def bench_inference(rounds: int, fp32_limit: float, bf16_limit: float) -> list[str]:
     rows = ["| model | input | batch | reference fp32 img/s | inference fp32 | inference bf16 | bf16 x reference | "
-            "bf16 + torch.compile x reference (tried, not used) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+            "bf16 + torch.compile x reference (tried, not used) | reference GFLOP/s (% of fp32 matmul) | bf16 path "
+            "GFLOP/s (% of bf16 matmul) | the issue's target x reference would need |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     # ResNet-56 at the batch of a common reimplementation's test loader (128) and at the library's (1,000).
-    for name, size, batch, compiled in (("resnet56", 32, 128, True), ("resnet56", 32, 1000, True),
-                                        ("resnet50", 224, 16, False)):
-        rows.append(_inference_row(name, size, batch, rounds, compiled))
+    for name, size, batch, compiled, target in (("resnet56", 32, 128, True, 4), ("resnet56", 32, 1000, True, 4),
+                                                ("resnet50", 224, 16, False, 3)):
+        row, ips = _inference_row(name, size, batch, rounds, compiled)
+        flops = 2 * complexity(name).macs  # per image, forward
+        ref, bf16 = ips["ref"] * flops / 1e9, ips["bf16"] * flops / 1e9
+        need = target * ref
+        rows.append(row + f" {ref:.0f} ({100 * ref / fp32_limit:.0f}%) | {bf16:.0f} ({100 * bf16 / bf16_limit:.0f}%) "
+                    f"| {target}x: {need:.0f} GFLOP/s ({100 * need / bf16_limit:.0f}% of bf16 matmul) |")
     return rows
 
 
-def _inference_row(name: str, size: int, batch: int, rounds: int, compiled: bool) -> str:
+def _inference_row(name: str, size: int, batch: int, rounds: int, compiled: bool) -> tuple[str, dict[str, float]]:
     torch.manual_seed(0)
     model = create_model(name).eval()
     x = torch.randn(batch, 3, size, size)
@@ -243,7 +250,7 @@ def _inference_row(name: str, size: int, batch: int, rounds: int, compiled: bool
     if "compiled" in ips:
         cell = f"{ips['compiled'] / ips['ref']:.2f} (compiling: {compile_s:.0f} s)"
     return (f"| {name} | {size} | {batch} | {ips['ref']:,.0f} | {ips['fp32']:,.0f} | {ips['bf16']:,.0f} | "
-            f"{ips['bf16'] / ips['ref']:.2f} | {cell} |")
+            f"{ips['bf16'] / ips['ref']:.2f} | {cell} |"), ips
 
 
 def agreement(checkpoint: str, data: str | None) -> str:
@@ -415,13 +422,13 @@ def main() -> None:
     tune_allocator()  # the library's choice, as in every resnetlab command; the allocator section shows its effect
     print(f"machine: {machine()}; torch threads {torch.get_num_threads()}")
     fp32 = bf16 = float("nan")
-    if "limit" in args.sections or "train" in args.sections:
+    if {"limit", "train", "inference"} & set(args.sections):
         fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
         print(f"\nmatrix multiply 2048^3: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s\n")
     sections = {
         "train": lambda: bench_train(args.rounds, bf16),
         "data": lambda: bench_data(args.rounds),
-        "inference": lambda: bench_inference(args.rounds),
+        "inference": lambda: bench_inference(args.rounds, fp32, bf16),
         "memory": lambda: bench_memory(args.memory_models.split(",")),
         "threads": lambda: bench_threads(args.rounds),
         "allocator": lambda: bench_allocator(max(3, args.rounds // 2)),
