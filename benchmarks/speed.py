@@ -30,7 +30,7 @@ from resnetlab.experiments.runner import machine
 from resnetlab.inference import InferenceModel
 from resnetlab.models.complexity import complexity
 from resnetlab.runtime import tune_allocator
-from resnetlab.train.engine import resolve_precision
+from resnetlab.train.engine import autocast, resolve_precision
 
 
 def interleave(variants: dict[str, Callable[[], None]], rounds: int, warmup: int = 1) -> dict[str, float]:
@@ -55,7 +55,8 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, rounds: int = 5) -> float:
 
 
 # --- training -----------------------------------------------------------------------------------------------------
-DEFAULT_PRECISION = resolve_precision("auto", "cpu")  # what TrainConfig's precision="auto" computes in here
+CPU = torch.device("cpu")
+DEFAULT_PRECISION = resolve_precision("auto", CPU)  # what TrainConfig's precision="auto" computes in here
 TRAIN_MODES = {
     "reference (fp32, NCHW)": ("fp32", False),
     "fp32 channels_last (precision=fp32)": ("fp32", True),
@@ -83,10 +84,7 @@ def train_step_fn(name: str, precision: str, channels_last: bool, batch: int = 1
         images, labels = batches()
         x = normalize(images, mean, memory_format=fmt)
         opt.zero_grad(set_to_none=True)
-        if precision == "bf16":
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                out = model(x)
-        else:
+        with autocast(CPU, precision):
             out = model(x)
         F.cross_entropy(out.float(), labels).backward()
         opt.step()
@@ -283,7 +281,7 @@ def _peak_rss_child(name: str, precision: str, checkpointing: bool, steps: int =
     y = torch.randint(0, 10, (128,))
     for _ in range(steps):
         opt.zero_grad()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast(CPU, precision):
             out = model(x)
         F.cross_entropy(out.float(), y).backward()
         opt.step()

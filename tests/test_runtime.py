@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from resnetlab.cli import main
-from resnetlab.runtime import tune_allocator
 
 # In a fresh process: tune (or not), then allocate an 8 MB tensor and see whether glibc mapped fresh pages for it
 # (mallinfo2().hblkhd: bytes in mmapped blocks).
@@ -48,4 +47,3 @@ def test_cli_applies_the_allocator_choice(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr("resnetlab.cli.tune_allocator", lambda: calls.append(1) or True)
     assert main(["models", "--names-only"]) == 0
     assert calls == [1]
-    assert tune_allocator() == tune_allocator()  # once per process, the same answer

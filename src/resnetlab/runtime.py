@@ -12,6 +12,7 @@ freed heap memory for reuse: peak memory is unchanged, but the process does not 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
@@ -19,27 +20,20 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's 
 MMAP_THRESHOLD = 32 << 20  # glibc's upper bound for it on 64-bit systems
 TRIM_THRESHOLD = 1 << 30
 
-_state: dict[str, bool] = {}
-
-
+@functools.cache
 def tune_allocator() -> bool:
     """Tune glibc malloc for repeated large tensors (once per process); True if it is tuned.
 
     Skipped where the allocator is not glibc's (other systems, or ``LD_PRELOAD`` of jemalloc/tcmalloc) and when
     ``RESNETLAB_MALLOC=system`` asks for the system's settings.
     """
-    if "tuned" in _state:
-        return _state["tuned"]
-    tuned = False
-    preload = os.environ.get("LD_PRELOAD", "")
-    if (sys.platform.startswith("linux") and os.environ.get("RESNETLAB_MALLOC", "") != "system"
-            and "malloc" not in preload):
-        try:
-            libc = ctypes.CDLL(None)
-            libc.gnu_get_libc_version  # noqa: B018 - present in glibc only (musl has mallopt but no tunables)
-            tuned = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
-                libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-        except (OSError, AttributeError):
-            tuned = False
-    _state["tuned"] = tuned
-    return tuned
+    if (not sys.platform.startswith("linux") or os.environ.get("RESNETLAB_MALLOC", "") == "system"
+            or "malloc" in os.environ.get("LD_PRELOAD", "")):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 - present in glibc only (musl has mallopt but no tunables)
+    except (OSError, AttributeError):
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(M_TRIM_THRESHOLD,
+                                                                                       TRIM_THRESHOLD))

@@ -36,7 +36,7 @@ from ..data.cache import atomic_write, tensor_digest
 from ..data.loader import rank_slice
 from ..data.stream import StreamData, StreamLoader
 from ..errors import ResNetLabError
-from ..inference import inference_copy
+from ..inference import COMPUTE_DTYPES, inference_copy
 from ..models import create_model
 from ..runtime import tune_allocator
 from . import checkpoint as ckpt
@@ -68,9 +68,6 @@ def select_device(name: str, info: DistInfo | None = None) -> torch.device:
     return device
 
 
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 def has_fast_bf16(device: torch.device | str) -> bool:
     """Whether ``device`` computes bf16 in hardware: a GPU that supports it, or a CPU with AVX512-BF16 or AMX units
     (elsewhere bf16 autocast is emulated and slower than fp32)."""
@@ -95,7 +92,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     precision = resolve_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
+    return torch.autocast(device.type, dtype=COMPUTE_DTYPES[precision])
 
 
 def set_threads(cfg: TrainConfig, info: DistInfo) -> None:
