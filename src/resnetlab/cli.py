@@ -188,7 +188,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     argv = args.argv if args.argv is not None else sys.argv[1:]  # recorded in results.md as the command
     try:
         out = reproduce(args.experiment, args.budget, args.data, args.out, args.runs_dir, args.cache_dir, args.set,
-                        not args.no_progress, argv, **options)
+                        not args.no_progress, argv, train=not args.no_train,
+                        only=[n.strip() for n in (args.only or "").split(",") if n.strip()], **options)
     except TypeError as exc:
         raise ResNetLabError(f"{args.experiment} does not take that option: {exc}") from None
     print(f"results: {out / 'results.md'} (table), {out / 'results.json'}; figures: "
@@ -272,14 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", help="text file of class names, one a line, stored in OUT")
     p.set_defaults(func=cmd_convert)
 
-    from .experiments import EXPERIMENTS
+    from .experiments import BUDGETS, EXPERIMENTS
 
     p = sub.add_parser("reproduce", help="regenerate one of the paper's figures or tables",
                        description="\n".join(f"{k}: {v[1]}" for k, v in EXPERIMENTS.items()),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment", choices=list(EXPERIMENTS))
-    p.add_argument("--budget", choices=["smoke", "quick", "paper"], default="quick",
-                   help="smoke: minutes (CI); quick: < 30 min on 2 CPU cores; paper: the paper's full schedule")
+    p.add_argument("--budget", choices=list(BUDGETS), default="quick",
+                   help="smoke: minutes (CI); quick: < 30 min on 2 CPU cores; medium: hours on 2 CPU cores, committed "
+                        "in runs/medium; paper: the paper's full schedule")
     p.add_argument("--data", default="cifar10", help="image-folder root, CIFAR folder/tarball, or cifar10")
     p.add_argument("--out", help="output folder (default results/<experiment>-<budget>)")
     p.add_argument("--runs-dir", default="runs", help="where the training runs live (shared by experiments)")
@@ -289,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="the net to compare shortcut options on (shortcuts; default resnet20)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--only", metavar="NETS",
+                   help="train only these nets (e.g. resnet20,plain20); the others are used if already finished")
+    p.add_argument("--no-train", action="store_true",
+                   help="render from the finished runs only (e.g. the committed ones); list the runs still missing")
     p.set_defaults(func=cmd_reproduce)
     return parser
 

@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 
 from .arrays import SplitArrays, check_labels
-from .cache import resolve_cache_dir
+from .cache import resolve_cache_dir, tensor_digest
 from .cifar import download as download_release
 from .cifar import get_release, is_official, load_official
 from .errors import DataError
@@ -23,6 +23,7 @@ from .folder import load_image_folder
 
 __all__ = [
     "DataBundle",
+    "content_digest",
     "load_dataset",
     "make_bundle",
     "per_channel_stats",
@@ -199,6 +200,9 @@ class DataBundle:
     classes: list[str]
     mean: torch.Tensor
     std: torch.Tensor | None
+    # SHA-256 of the data set's content (images, labels and class names, before the split): what a run's key names
+    # instead of the data's path, so a copy of the data in another folder finds the same runs
+    digest: str | None = None
 
     def __post_init__(self) -> None:
         for split, y in (("training", self.train_y), ("validation", self.val_y), ("test", self.test_y)):
@@ -246,4 +250,11 @@ def make_bundle(
         classes=list(arrays.classes),
         mean=mean,
         std=std,
+        digest=content_digest(arrays),
     )
+
+
+def content_digest(arrays: SplitArrays) -> str:
+    """SHA-256 of a data set's images, labels and class names (about 0.3 s for CIFAR's 184 MB)."""
+    return tensor_digest((arrays.train_x, arrays.train_y, arrays.test_x, arrays.test_y),
+                         "\n".join(arrays.classes).encode())

@@ -482,6 +482,17 @@ class StreamData:
     def split_size(self, split: str) -> int:
         return len(self.splits[split])
 
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the class names and every split's relative paths and labels (the images are not read)."""
+        h = hashlib.sha256("\n".join(self.classes).encode())
+        for name in sorted(self.splits):
+            files = self.splits[name]
+            h.update(f"\n{name}:{len(files)}\n".encode())
+            h.update(b"\n".join(files.paths.tolist()))
+            h.update(files.labels.tobytes())
+        return h.hexdigest()
+
     def train_loader(self, batch_size: int, seed: int, *, rank: int = 0, world_size: int = 1,
                      pin_memory: bool = False) -> StreamLoader:
         return StreamLoader(self.root, self.splits["train"], self.augment, batch_size, seed, rank=rank,

@@ -27,14 +27,20 @@ EXPERIMENTS: dict[str, tuple[Callable[..., Path], str]] = {
 
 def reproduce(name: str, budget: str = "smoke", data: str = "cifar10", out: str | Path | None = None,
               runs_dir: str | Path = "runs", cache_dir: str | None = None, overrides: Sequence[str] = (),
-              progress: bool = True, argv: Sequence[str] | None = None, **options: Any) -> Path:
-    """Run experiment ``name`` and return its output folder (default ``results/<name>-<budget>``)."""
+              progress: bool = True, argv: Sequence[str] | None = None, train: bool = True,
+              only: Sequence[str] = (), **options: Any) -> Path:
+    """Run experiment ``name`` and return its output folder (default ``results/<name>-<budget>``).
+
+    With ``train=False`` only finished runs are used (the committed ones, for instance); the results list the rest.
+    ``only`` names the nets to train (labels such as ``resnet20`` or ``resnet20-shortcutB``); others are used if
+    finished and listed as missing if not.
+    """
     if name not in EXPERIMENTS:
         raise ResNetLabError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
     out = Path(out) if out else Path("results") / f"{name}-{budget}"
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(name, get_budget(budget), str(data), out, Path(runs_dir), cache_dir, list(overrides), progress,
-                  argv)
+                  argv, train_missing=train, only=tuple(only))
     return EXPERIMENTS[name][0](ctx, **options)
 
 

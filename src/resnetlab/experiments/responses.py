@@ -7,7 +7,6 @@ closer to zero than non-residual ones).
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
@@ -17,8 +16,7 @@ from torch import Tensor, nn
 from ..data import normalize
 from ..data.cache import atomic_write
 from ..models.responses import record_responses
-from ..train.report import load_trained
-from .runner import Context, RunRecord, RunSpec, fmt, write_results
+from .runner import Context, RunRecord, RunSpec, fmt, run_model, write_results
 
 NETS = ("plain20", "plain56", "resnet20", "resnet56", "resnet110")
 
@@ -66,9 +64,8 @@ def run(ctx: Context) -> Path:
     curves: dict[str, list[float]] = {}
     layers: dict[str, list[str]] = {}
     for r in records:
-        summary = json.loads((Path(r.run_dir) / "summary.json").read_text())
-        model, _, state = load_trained(Path(r.run_dir) / summary["checkpoint"])
-        names, stds = layer_response_stds(model, bundle.test_x, state["mean"], state["std"])
+        model, weights = run_model(Path(r.run_dir))
+        names, stds = layer_response_stds(model, bundle.test_x, weights.mean, weights.std)
         curves[r.model], layers[r.model] = stds, names
     fig = plot(curves, ctx.out)
     lines = ["| net | 3x3 layers | mean std | median std | test error (%) |", "|---|---:|---:|---:|---:|"]

@@ -53,6 +53,9 @@ class TrainConfig:
     warmup_lr: float = 0.01
     warmup_until_error: float = 80.0  # percent, averaged over the last warmup_window iterations
     warmup_window: int = 20
+    # Linear warm-up from lr/warmup_iters to lr over the first warmup_iters iterations (0: none; not in the paper,
+    # for short budgets where deeper nets start slowly at lr 0.1), multiplying the schedule's shape
+    warmup_iters: int = 0
     grad_accum: int = 1  # micro-batches per step (same global batch, less memory)
     # BN statistics over this many images (0: the whole per-process batch). The paper trained CIFAR on 2 GPUs,
     # so its BN saw 64 of the 128 images; one process here runs 2 micro-batches of 64 to compute the same.
@@ -60,7 +63,9 @@ class TrainConfig:
     label_smoothing: float = 0.0  # not in the paper; for experiments only
     # ImageNet (Sec. 3.4): "divided by 10 when the error plateaus": lr /= lr_decay^-1 after plateau_patience
     # evaluations whose validation error did not beat the best by more than plateau_threshold points
-    lr_schedule: Literal["step", "plateau"] = "step"
+    # CIFAR budgets may decay smoothly instead (not in the paper; experiments/runner.py says which and why):
+    # "cosine": base_lr * (1 + cos(pi * t / max_iters)) / 2; "linear": base_lr * (1 - t / max_iters).
+    lr_schedule: Literal["step", "plateau", "cosine", "linear"] = "step"
     plateau_patience: int = 5
     plateau_threshold: float = 0.1  # percentage points of validation top-1 error
 
@@ -145,7 +150,12 @@ RECIPES: dict[str, dict[str, Any]] = {
                              "milestones": (30 * IMAGENET_EPOCH_ITERS, 60 * IMAGENET_EPOCH_ITERS)},
 }
 
-_SCALED = ("milestones", "max_iters", "eval_interval", "log_interval")
+_SCALED = ("milestones", "max_iters", "eval_interval", "log_interval", "warmup_iters")
+# An evaluation (5k validation + 10k test images, in fp32) costs about as much as 50 training steps of the same net
+# in bf16 (README, "What evaluation costs"), so a scaled schedule never evaluates more often than every
+# MIN_EVAL_INTERVAL iterations (the paper's own interval here): about 5% of a run's time. Runs shorter than this
+# evaluate once, at the end (that one evaluation is still about 10% of a 500-iteration run).
+MIN_EVAL_INTERVAL = 1000
 
 
 def recipe_config(name: str) -> TrainConfig:
@@ -162,10 +172,22 @@ def apply_scale(cfg: TrainConfig, scale: float) -> TrainConfig:
         return cfg
     cfg.milestones = tuple(max(1, round(m * scale)) for m in cfg.milestones)
     cfg.max_iters = max(1, round(cfg.max_iters * scale))
-    cfg.eval_interval = max(1, round(cfg.eval_interval * scale))
+    cfg.warmup_iters = min(round(cfg.warmup_iters * scale), cfg.max_iters - 1)
+    cfg.eval_interval = max(min(cfg.eval_interval, MIN_EVAL_INTERVAL), round(cfg.eval_interval * scale))
     cfg.log_interval = max(min(cfg.log_interval, 10), round(cfg.log_interval * scale))  # >= 10: readable logs
     cfg.scale = cfg.scale * scale
     return cfg
+
+
+def evaluates_at(cfg: TrainConfig, iteration: int) -> bool:
+    """Whether the run evaluates (and checkpoints) after ``iteration`` (1-based): every eval_interval and at the
+    end."""
+    return iteration % cfg.eval_interval == 0 or iteration == cfg.max_iters
+
+
+def evaluation_iterations(cfg: TrainConfig) -> list[int]:
+    """Every iteration after which the run evaluates (and checkpoints)."""
+    return sorted({*range(cfg.eval_interval, cfg.max_iters + 1, cfg.eval_interval), cfg.max_iters})
 
 
 def _convert(key: str, text: str, hint: Any) -> Any:
@@ -260,7 +282,9 @@ def validate(cfg: TrainConfig) -> None:
          f"eval_precision must be auto, fp32, bf16 or fp16, got {cfg.eval_precision!r}"),
         (cfg.warmup in ("auto", "on", "off"), f"warmup must be auto, on or off, got {cfg.warmup!r}"),
         (0 < cfg.warmup_until_error <= 100, "warmup_until_error is a percentage in (0, 100]"),
-        (cfg.lr_schedule in ("step", "plateau"), f"lr_schedule must be step or plateau, got {cfg.lr_schedule!r}"),
+        (0 <= cfg.warmup_iters < cfg.max_iters, f"warmup_iters must be in [0, max_iters), got {cfg.warmup_iters}"),
+        (cfg.lr_schedule in ("step", "plateau", "cosine", "linear"),
+         f"lr_schedule must be step, plateau, cosine or linear, got {cfg.lr_schedule!r}"),
         (cfg.plateau_patience >= 1, f"plateau_patience must be >= 1 evaluation, got {cfg.plateau_patience}"),
         (cfg.plateau_threshold >= 0, f"plateau_threshold must be >= 0, got {cfg.plateau_threshold}"),
         (cfg.loader in ("memory", "stream"), f"loader must be memory or stream, got {cfg.loader!r}"),

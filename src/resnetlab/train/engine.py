@@ -39,16 +39,22 @@ from ..errors import ResNetLabError
 from ..inference import COMPUTE_DTYPES, inference_copy
 from ..models import create_model
 from ..runtime import tune_allocator
+from ..safeweights import save_weights
 from . import checkpoint as ckpt
-from .config import ConfigError, TrainConfig, validate
+from .config import ConfigError, TrainConfig, evaluates_at, validate
 from .distributed import DistInfo, all_reduce_sum, barrier, broadcast_buffers, cleanup, init_distributed
 from .metrics import MetricsLog, plot_curves, read_metrics
 from .schedule import LRSchedule
 
 # Config keys that may differ when a run is resumed: where and how it computes, not what it computes (skip_bad:
-# nothing changes while every file decodes).
+# nothing changes while every file decodes). eval_precision is not among them: a run's recorded errors are all
+# measured in one precision (fp32 unless set), which every evaluation row and the summary name.
 RESUMABLE_CHANGES = {"device", "threads", "eval_batch_size", "cache_dir", "data", "compile", "precision",
-                     "eval_precision", "channels_last", "workers", "skip_bad"}
+                     "channels_last", "workers", "skip_bad"}
+_clock = time.perf_counter  # the engine's clock (tests replace it to pin throughput and cost figures)
+
+
+WEIGHTS_NAME = "model.safetensors"  # a finished run's final weights (safeweights.py): what experiments reuse
 
 
 class NonFiniteLossError(ResNetLabError):
@@ -197,6 +203,21 @@ def check_num_classes(cfg: TrainConfig, data: DataBundle) -> None:
         )
 
 
+@contextlib.contextmanager
+def frozen_bn_statistics(bns: list[nn.Module], frozen: bool) -> Any:
+    """BN layers normalise with the batch's statistics but leave their running statistics (and counts) alone."""
+    if not frozen:
+        yield
+        return
+    for m in bns:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.track_running_stats = True
+
+
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     kwargs = {**cfg.model_kwargs, "num_classes": num_classes}
     torch.manual_seed(derive_seed("init", cfg.seed))  # the same initial weights on every rank and every rerun
@@ -265,6 +286,10 @@ class Trainer:
             if local % cfg.bn_batch:
                 raise ConfigError(f"bn_batch={cfg.bn_batch} must divide the per-process batch of {local} images")
             self.micro_batches = max(cfg.grad_accum, local // cfg.bn_batch)
+        # BN running statistics update once per step, from the first micro-batch (bn_batch or grad_accum images):
+        # as in the paper's 2-GPU setting, where each GPU normalised its 64 images and one GPU's statistics were
+        # kept, and as DDP's rank 0 does here, so 1 process x 2 micro-batches and 2 processes x 1 evaluate alike.
+        self.bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self.last_lr = cfg.lr  # the lr of the latest step (logged; warm-up may end right after it)
         self.iteration = 0
 
@@ -289,7 +314,7 @@ class Trainer:
             xm, ym = x[k * micro:(k + 1) * micro], y[k * micro:(k + 1) * micro]
             last = k == self.micro_batches - 1
             sync = contextlib.nullcontext() if last or not self.info.enabled else self.ddp.no_sync()
-            with sync:
+            with sync, frozen_bn_statistics(self.bns, k > 0):
                 with autocast(dev, self.precision):
                     logits = self.ddp(xm)
                 loss = F.cross_entropy(logits.float(), ym, label_smoothing=cfg.label_smoothing)
@@ -597,19 +622,30 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
         bar.bar.n = trainer.iteration
         bar.bar.refresh()
 
-    window = {"loss": 0.0, "wrong": 0.0, "count": 0, "t0": time.perf_counter()}
+    # The logging window: sums since the last training row, and the seconds spent in training steps only, so
+    # img/s never counts evaluation time nor images trained before it (eval_interval < log_interval).
+    window = {"loss": 0.0, "wrong": 0.0, "count": 0, "seconds": 0.0}
+    # What the run cost, in seconds, carried across resumes: training steps, evaluations, checkpoints.
+    cost = {"train": 0.0, "eval": 0.0, "checkpoint": 0.0}
     if found is not None:  # the logging window half-filled at the checkpoint: the next row averages the same steps
         window.update(found[1].get("log_window") or {})
+        cost.update(found[1].get("cost") or {})
+    eval_precision = resolve_precision(cfg.eval_precision, trainer.device)
+    mark = [_clock()]  # end of the last step or evaluation: what follows it is training time
     shown: dict[str, str] = {}  # the progress bar's postfix: this batch's loss/error, the last interval's img/s
 
     def save() -> None:
         if main:
-            state = {**trainer.state_dict(), "log_window": {k: window[k] for k in ("loss", "wrong", "count")},
+            state = {**trainer.state_dict(), "log_window": dict(window), "cost": dict(cost),
                      "data_digest": digest}
             ckpt.save_checkpoint(state, run_dir / ckpt.checkpoint_name(trainer.iteration))
             ckpt.prune_checkpoints(run_dir, cfg.keep_checkpoints)
 
     def on_step(t: Trainer, loss_sum: float, wrong: float, count: int) -> None:
+        now = _clock()
+        window["seconds"] += now - mark[0]
+        cost["train"] += now - mark[0]
+        mark[0] = now
         window["loss"] += loss_sum
         window["wrong"] += wrong
         window["count"] += count
@@ -618,17 +654,16 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
         shown.update(loss=f"{loss_sum / count:.3f}", err=f"{err:.1f}%", lr=f"{t.last_lr:g}")
         bar.update(**shown)
         if it % cfg.log_interval == 0 or it == cfg.max_iters:
-            seconds = time.perf_counter() - window["t0"]
             n = window["count"]
             row = {"kind": "train", "iter": it, "epoch": (it - 1) // t.steps_per_epoch,
                    "lr": t.last_lr, "train_loss": window["loss"] / n,
-                   "train_error": 100.0 * window["wrong"] / n, "img_per_s": n / max(seconds, 1e-9)}
+                   "train_error": 100.0 * window["wrong"] / n, "img_per_s": n / max(window["seconds"], 1e-9)}
             if main:
                 metrics.append(row)
             shown["img/s"] = f"{row['img_per_s']:.0f}"
-            window.update(loss=0.0, wrong=0.0, count=0, t0=time.perf_counter())
-        if it % cfg.eval_interval == 0 or it == cfg.max_iters:
-            row = {"kind": "eval", "iter": it}
+            window.update(loss=0.0, wrong=0.0, count=0, seconds=0.0)
+        if evaluates_at(cfg, it):
+            row = {"kind": "eval", "iter": it, "eval_precision": eval_precision}
             if t.split_size("val"):
                 r = t.evaluate("val")
                 row.update(val_error=r.top1_error, val_loss=r.loss)
@@ -638,8 +673,11 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
                 row.update(test_error=r.top1_error, test_loss=r.loss)
             if main:
                 metrics.append(row)
+            evaluated = _clock()
+            cost["eval"] += evaluated - mark[0]
             save()
-            window["t0"] = time.perf_counter()  # evaluation time is not training throughput
+            mark[0] = _clock()
+            cost["checkpoint"] += mark[0] - evaluated
 
     try:
         while trainer.iteration < cfg.max_iters:
@@ -665,10 +703,21 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
     finally:
         bar.close()
     barrier(info)
-    return _finish(trainer, run_dir, main)
+    return _finish(trainer, run_dir, main, cost, eval_precision)
 
 
-def _finish(trainer: Trainer, run_dir: Path, main: bool) -> RunResult:
+def save_final_weights(trainer: Trainer, path: Path) -> str:
+    """The run's final weights with its preprocessing and provenance (``safeweights``); returns the SHA-256."""
+    cfg, data = trainer.cfg, trainer.data
+    input_size = data.input_size if isinstance(data, StreamData) else int(data.train_x.shape[-1])
+    meta = {"model": cfg.model, "model_kwargs": {**cfg.model_kwargs, "num_classes": data.num_classes},
+            "classes": list(data.classes), "input_size": input_size, "pad": cfg.pad, "normalize": cfg.normalize,
+            "loader": cfg.loader, "iterations": trainer.iteration, "recipe": cfg.recipe, "seed": cfg.seed,
+            "data": getattr(data, "digest", None), "precision": trainer.precision}
+    return save_weights(path, trainer.model.state_dict(), data.mean, data.std, meta)
+
+
+def _finish(trainer: Trainer, run_dir: Path, main: bool, cost: dict[str, float], eval_precision: str) -> RunResult:
     rows = read_metrics(run_dir / "metrics.jsonl")
     train_rows = [r for r in rows if r["kind"] == "train"]
     eval_rows = [r for r in rows if r["kind"] == "eval"]
@@ -683,9 +732,15 @@ def _finish(trainer: Trainer, run_dir: Path, main: bool) -> RunResult:
         "test_error": last_eval.get("test_error"),
         "params": sum(p.numel() for p in trainer.model.parameters()),
         "precision": trainer.precision,  # as computed here ("auto" resolved)
+        "eval_precision": eval_precision,  # every recorded validation/test error was measured in this precision
         "checkpoint": ckpt.checkpoint_name(trainer.iteration),
+        "weights": WEIGHTS_NAME,
+        "seconds": {k: round(v, 2) for k, v in cost.items()},
+        # evaluation plus checkpointing, as a share of the run's time (training steps included)
+        "eval_fraction": round((cost["eval"] + cost["checkpoint"]) / max(sum(cost.values()), 1e-9), 4),
     }
     if main:
+        summary["weights_sha256"] = save_final_weights(trainer, run_dir / WEIGHTS_NAME)
         atomic_write(run_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
         plot_curves({trainer.cfg.model: rows}, run_dir / "curves.png",
                     test_key="test_error" if trainer.cfg.eval_test else "val_error")

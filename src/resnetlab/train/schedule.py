@@ -3,6 +3,7 @@ warm-up (Sec. 4.2), and ImageNet's "divided by 10 when the error plateaus" (Sec.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -55,22 +56,34 @@ class LRSchedule:
     best: float | None = None
     stale: int = 0  # validations since the best one
     reduced_at: list[int] = field(default_factory=list)  # iterations after which lr was divided
+    shape: str = "step"  # step | plateau | cosine | linear (the smooth shapes ignore the milestones)
+    total: int = 0  # iterations of the whole run (the smooth shapes reach 0 there)
+    ramp: int = 0  # linear warm-up iterations (warmup_iters)
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> LRSchedule:
         return cls(cfg.lr, tuple(cfg.milestones), cfg.lr_decay, warmup_wanted(cfg), cfg.warmup_lr,
                    cfg.warmup_until_error, cfg.warmup_window, plateau=cfg.lr_schedule == "plateau",
-                   patience=cfg.plateau_patience, threshold=cfg.plateau_threshold)
+                   patience=cfg.plateau_patience, threshold=cfg.plateau_threshold, shape=cfg.lr_schedule,
+                   total=cfg.max_iters, ramp=cfg.warmup_iters)
 
     @property
     def warming_up(self) -> bool:
         return self.warmup and self.warmup_ended_at is None
 
     def lr(self, iteration: int) -> float:
+        ramp = min(1.0, (iteration + 1) / self.ramp) if self.ramp else 1.0
+        return ramp * self._shape_lr(iteration)
+
+    def _shape_lr(self, iteration: int) -> float:
         if self.warming_up:
             return self.warmup_lr
         if self.plateau:
             return self.base_lr * self.decay ** len(self.reduced_at)
+        if self.shape in ("cosine", "linear"):
+            frac = min(iteration, self.total) / max(self.total, 1)
+            scale = (1 + math.cos(math.pi * frac)) / 2 if self.shape == "cosine" else 1 - frac
+            return self.base_lr * scale
         return step_lr(iteration, self.base_lr, self.milestones, self.decay)
 
     def observe(self, iteration: int, train_error: float) -> None:

@@ -1,0 +1,73 @@
+"""The committed medium-budget runs (runs/medium): every CIFAR experiment renders from them on the real data with no
+training, each committed run is found under the key computed now (a refactor that changed run keys fails here),
+and its weights file matches its summary."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from resnetlab.experiments import reproduce
+from resnetlab.safeweights import load_weights
+
+REPO = Path(__file__).resolve().parents[1]
+RUNS = REPO / "runs"
+CIFAR_EXPERIMENTS = ("degradation", "table6", "responses", "shortcuts")
+
+
+def real_data() -> Path:
+    """The JPEG copy of CIFAR-10 where the Makefile finds it (beside the clone), or $RESNETLAB_CIFAR10_JPEG.
+    Absent: skipped on a developer's machine, a failure in CI (CI always has it)."""
+    path = Path(os.environ.get("RESNETLAB_CIFAR10_JPEG", REPO.parent / "shared" / "data" / "cifar10-jpeg"))
+    if not (path / "train").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"the CIFAR-10 JPEG copy is not at {path}: set RESNETLAB_CIFAR10_JPEG")
+        pytest.skip(f"no CIFAR-10 JPEG copy at {path}")
+    return path
+
+
+def committed() -> list[Path]:
+    return sorted(p.parent for p in (RUNS / "medium").glob("*/summary.json"))
+
+
+def test_committed_runs_are_complete_records() -> None:
+    runs = committed()
+    assert runs, "no committed medium runs"
+    for run in runs:
+        summary = json.loads((run / "summary.json").read_text())
+        assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.jsonl", "summary.json",
+                                                 "model.safetensors", "model.safetensors.sha256"}, run
+        wf = load_weights(run / "model.safetensors", summary["weights_sha256"])
+        assert wf.meta["iterations"] == summary["iterations"] == 6_400, run
+        assert summary["eval_precision"] == "fp32"
+    total = sum(f.stat().st_size for run in runs for f in run.iterdir())
+    assert total < 60 * 2**20  # the budget for everything the campaign and the released weights add
+
+
+@pytest.mark.slow
+def test_every_medium_experiment_renders_from_the_committed_runs_without_training(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = real_data()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("rendering from the committed runs must not train")
+
+    monkeypatch.setattr("resnetlab.experiments.runner.fit", no_training)
+    used: set[str] = set()
+    for name in CIFAR_EXPERIMENTS:
+        out = reproduce(name, "medium", str(data), tmp_path / name, RUNS, progress=False, train=False,
+                        argv=["reproduce", name, "--budget", "medium", "--no-train"])
+        payload = json.loads((out / "results.json").read_text())
+        for r in payload["runs"]:
+            assert set(r) >= {"model", "seed", "iterations", "train_error", "test_error"}
+            assert r["iterations"] == 6_400 and 0 < r["test_error"] < 100
+            used.add(Path(r["run_dir"]).name)
+        md = (out / "results.md").read_text()
+        assert "budget: **medium**" in md and "measured in fp32" in md
+        if payload["missing"]:
+            assert "Not trained yet" in md
+    # every committed run is found under the key computed now: none is stale or orphaned
+    assert {p.name for p in committed()} <= used
