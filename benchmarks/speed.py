@@ -30,7 +30,7 @@ from resnetlab.experiments.runner import machine
 from resnetlab.inference import InferenceModel
 from resnetlab.models.complexity import complexity
 from resnetlab.runtime import tune_allocator
-from resnetlab.train.engine import autocast, resolve_precision
+from resnetlab.train.device import autocast, resolve_precision
 
 
 def interleave(variants: dict[str, Callable[[], None]], rounds: int, warmup: int = 1) -> dict[str, float]:
@@ -254,7 +254,7 @@ def _inference_row(name: str, size: int, batch: int, rounds: int, compiled: bool
 def agreement(checkpoint: str, data: str | None) -> str:
     """Top-1 agreement of the bf16 inference path with fp32 on a test set (a trained checkpoint)."""
     from resnetlab.data import load_dataset
-    from resnetlab.train.report import load_trained
+    from resnetlab.train.trained import load_trained
 
     model, cfg, state = load_trained(checkpoint)
     arrays = load_dataset(data or cfg.data, progress=False)

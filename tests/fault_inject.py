@@ -37,6 +37,7 @@ from resnetlab.data import cache as cache_mod
 from resnetlab.train import checkpoint as ckpt_mod
 from resnetlab.train import engine as engine_mod
 from resnetlab.train import metrics as metrics_mod
+from resnetlab.train import trainer as trainer_mod
 
 EVENTS = os.environ.get("FAULT_EVENTS")
 PAUSE = os.environ.get("FAULT_PAUSE", "")
@@ -131,7 +132,7 @@ def install() -> None:
     metrics_mod.MetricsLog.append = _hooked_append
     engine_mod.Trainer.train_step = _hooked_train_step
     if INF_AT:
-        engine_mod.F = _InfLoss()
+        trainer_mod.F = _InfLoss()
         engine_mod.Trainer.train_step = _tracking_train_step
 
 

@@ -35,6 +35,7 @@ from resnetlab.train import CheckpointError, evaluate, fit, load_checkpoint, rea
 from resnetlab.train import checkpoint as ckpt_mod
 from resnetlab.train import engine as engine_mod
 from resnetlab.train import metrics as metrics_mod
+from resnetlab.train import trainer as trainer_mod
 from resnetlab.train.checkpoint import checksum_path, list_checkpoints
 from train_utils import free_port, synthetic_arrays, tiny_bundle, tiny_config, write_image_folder
 
@@ -569,7 +570,7 @@ def test_bad_labels_are_one_message_before_any_compute(tmp_path: Path, monkeypat
     with pytest.raises(DataError, match=r"labels must lie in \[0, 4\).*" + str(label)):
         type(bundle)(**{**vars(bundle), split: bad})  # a DataBundle checks its labels when it is made
     setattr(bundle, split, bad)  # changed after construction: the trainer checks again
-    monkeypatch.setattr(engine_mod, "build_model", lambda *a: pytest.fail("the model was built"))
+    monkeypatch.setattr(trainer_mod, "build_model", lambda *a: pytest.fail("the model was built"))
     with pytest.raises(DataError, match=r"labels must lie in \[0, 4\)" + (".*ignore_index" if label == -100 else "")):
         fit(_tiny_cfg(), tmp_path / "run", data=bundle, progress=False)
     assert not (tmp_path / "run" / "config.json").exists()

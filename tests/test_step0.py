@@ -5,8 +5,8 @@ alike, evaluation is cheap by construction, and img/s counts training time only.
 from __future__ import annotations
 
 import copy
-import math
 import json
+import math
 import shutil
 from pathlib import Path
 

@@ -91,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .train import apply_overrides, fit, resolve_config
-    from .train.engine import read_run_config
+    from .train.resume import read_run_config
 
     progress = not args.no_progress
     if args.resume:
@@ -155,7 +155,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .interop import load_model_file
     from .predict import predict_files
-    from .train.engine import select_device
+    from .train.device import select_device
 
     loaded = load_model_file(args.checkpoint)
     preds = predict_files(loaded, args.images, topk=args.topk, protocol=args.protocol, precision=args.precision,

@@ -226,7 +226,7 @@ def load_model_file(path: str | Path) -> LoadedModel:
     obj = _read(path)
     fmt = obj.get("format") if isinstance(obj, dict) else None
     if fmt == "resnetlab.checkpoint":
-        from .train.report import load_trained
+        from .train.trained import load_trained
 
         model, cfg, state = load_trained(path)
         view = (ViewSpec.imagenet(int(state["input_size"])) if cfg.loader == "stream"

@@ -13,7 +13,7 @@ from .data.views import make_views
 from .errors import ResNetLabError
 from .inference import inference_copy
 from .interop import LoadedModel
-from .train.engine import resolve_precision
+from .train.device import resolve_precision
 from .train.protocols import check_protocol, score_views
 
 

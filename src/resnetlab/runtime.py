@@ -1,5 +1,5 @@
 """Process-wide settings the library chooses for speed, so that users do not have to: the memory allocator here;
-the intra-op thread count in ``train.engine.set_threads``. ``benchmarks/speed.py`` shows the effect of each.
+the intra-op thread count in ``train.device.set_threads``. ``benchmarks/speed.py`` shows the effect of each.
 
 glibc's malloc hands every block above its (adaptive) mmap threshold to the kernel as fresh pages and unmaps it when
 freed, and gives freed heap memory back above 128 KB. A CPU training or inference step allocates and frees the same

@@ -71,7 +71,7 @@ def paper_numbers(spec: RunSpec) -> specs.PaperNumbers | None:
 def ten_crop(ctx: ImageNetContext, spec: RunSpec, record: RunRecord) -> dict[str, float]:
     """10-crop top-1/top-5 validation error (%) of the run's final checkpoint; cached beside the run."""
     from ..interop import load_model_file
-    from ..train.engine import resolve_precision, select_device
+    from ..train.device import resolve_precision, select_device
     from ..train.protocols import evaluate_stream
 
     run_dir = Path(record.run_dir)

@@ -31,7 +31,9 @@ from ..data.cache import atomic_write
 from ..data.stream import StreamData
 from ..errors import ResNetLabError
 from ..train import TrainConfig, fit, load_data, resolve_config
-from ..train.engine import RESUMABLE_CHANGES, WEIGHTS_NAME, RunResult, read_run_config, resolve_precision
+from ..train.device import resolve_precision
+from ..train.engine import WEIGHTS_NAME, RunResult
+from ..train.resume import RESUMABLE_CHANGES, read_run_config
 
 
 @dataclass(frozen=True)

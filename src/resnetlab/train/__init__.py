@@ -3,9 +3,11 @@ checkpoints that survive crashes, metrics and curves."""
 
 from .checkpoint import CheckpointError, RunLock, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import RECIPES, ConfigError, TrainConfig, apply_overrides, apply_scale, recipe_config, resolve_config
-from .engine import EvalResult, NonFiniteLossError, RunResult, Trainer, evaluate, fit, load_data
+from .engine import RunResult, fit, load_data
+from .evaluate import EvalResult, evaluate
 from .metrics import plot_curves, read_metrics
 from .schedule import LRSchedule, step_lr
+from .trainer import NonFiniteLossError, Trainer
 
 __all__ = [
     "RECIPES",

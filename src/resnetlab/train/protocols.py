@@ -22,8 +22,9 @@ from ..data.loader import rank_slice
 from ..data.stream import StreamData
 from ..data.views import PROTOCOLS, ViewSpec, make_views
 from ..errors import ResNetLabError
+from .device import autocast
 from .distributed import DistInfo
-from .engine import ErrorTally, EvalResult, autocast
+from .evaluate import ErrorTally, EvalResult
 
 __all__ = ["PROTOCOLS", "evaluate_stream", "evaluate_tensors", "evaluate_views", "score_views", "tensor_views"]
 

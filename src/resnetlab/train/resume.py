@@ -1,0 +1,66 @@
+"""What resuming a run checks: the keys that may change, the saved config, the data a checkpoint was trained on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..data import DataBundle
+from ..data.cache import tensor_digest
+from ..data.stream import StreamData
+from ..errors import ResNetLabError
+from . import checkpoint as ckpt
+from .config import TrainConfig
+
+# Config keys that may differ when a run is resumed: where and how it computes, not what it computes (skip_bad:
+# nothing changes while every file decodes). eval_precision is not among them: a run's recorded errors are all
+# measured in one precision (fp32 unless set), which every evaluation row and the summary name.
+RESUMABLE_CHANGES = {"device", "threads", "eval_batch_size", "cache_dir", "data", "compile", "precision",
+                     "channels_last", "workers", "skip_bad"}
+
+
+def config_differences(a: TrainConfig, b: TrainConfig) -> list[str]:
+    da, db = a.to_dict(), b.to_dict()
+    return [f"{k}: {da[k]!r} (run) vs {db[k]!r} (now)" for k in sorted(da)
+            if da[k] != db.get(k) and k not in RESUMABLE_CHANGES]
+
+
+def read_run_config(run_dir: Path) -> TrainConfig:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ResNetLabError(f"{run_dir} is not a run directory (no config.json); start a run with "
+                             "`resnetlab train --out DIR`, or give the folder of an existing run to --resume")
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ResNetLabError(f"{path} is damaged ({exc}); it cannot be resumed") from None
+
+
+
+def data_digest(data: DataBundle | StreamData) -> str | None:
+    """SHA-256 of in-memory data and its split (None for streamed data), stored in every checkpoint."""
+    if not isinstance(data, DataBundle):
+        return None
+    return tensor_digest((data.train_x, data.train_y, data.val_x, data.val_y, data.test_x, data.test_y),
+                         "\n".join(data.classes).encode())
+
+
+def check_same_data(path: Path, state: dict[str, Any], classes: list[str], data_name: str, digest: str | None) -> None:
+    """Refuse to resume on other data: other classes, or (in-memory data) other images, labels or split."""
+    if list(state.get("classes", classes)) != classes:
+        theirs = list(state["classes"])
+        raise ckpt.CheckpointError(
+            f"{path} was trained on {len(theirs)} classes ({', '.join(theirs[:5])}{', ...' if len(theirs) > 5 else ''})"
+            f" but the data now has {len(classes)} ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}): "
+            "resume with the run's data set (--data), or start a new run with --out")
+    if state.get("data_digest") is not None and state["data_digest"] != digest:
+        raise ckpt.CheckpointError(
+            f"the data changed since {path} was written (other images, labels or split of {data_name}): "
+            "resuming would train on other data. Restore the data the run started with, or start a new run with "
+            "--out")
+
+
+def has_run(run_dir: Path) -> bool:
+    return (run_dir / "config.json").exists() or bool(ckpt.list_checkpoints(run_dir))
+

@@ -1,0 +1,239 @@
+"""The trainer: a run's model, optimizer, schedule and batches; one SGD step (with the paper's BN groups), one epoch,
+its evaluation, and its state for checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data import BatchLoader, DataBundle, derive_seed, normalize
+from ..data.arrays import check_labels
+from ..data.stream import StreamData, StreamLoader
+from ..errors import ResNetLabError
+from ..inference import inference_copy
+from ..models import create_model
+from .config import ConfigError, TrainConfig, validate
+from .device import autocast, resolve_precision, select_device
+from .distributed import DistInfo, all_reduce_sum, broadcast_buffers
+from .evaluate import EvalResult, evaluate
+from .protocols import evaluate_stream
+from .schedule import LRSchedule
+
+
+class NonFiniteLossError(ResNetLabError):
+    """The loss became NaN or infinite; training stopped without writing a checkpoint."""
+
+
+def check_num_classes(cfg: TrainConfig, data: DataBundle) -> None:
+    wanted = cfg.model_kwargs.get("num_classes", data.num_classes)
+    if wanted != data.num_classes:
+        raise ConfigError(
+            f"the data set has {data.num_classes} classes but the model is set to num_classes={wanted}; drop the "
+            "model.num_classes override (it defaults to the data's class count)"
+        )
+
+
+@contextlib.contextmanager
+def frozen_bn_statistics(bns: list[nn.Module], frozen: bool) -> Any:
+    """BN layers normalise with the batch's statistics but leave their running statistics (and counts) alone."""
+    if not frozen:
+        yield
+        return
+    for m in bns:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.track_running_stats = True
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    kwargs = {**cfg.model_kwargs, "num_classes": num_classes}
+    torch.manual_seed(derive_seed("init", cfg.seed))  # the same initial weights on every rank and every rerun
+    try:
+        return create_model(cfg.model, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"bad model option for {cfg.model}: {exc}") from None
+
+
+class Trainer:
+    """Holds a run's model, optimizer, schedule and data; ``train_one_epoch`` advances it, ``state_dict`` saves it."""
+
+    def __init__(self, cfg: TrainConfig, data: DataBundle | StreamData, info: DistInfo | None = None) -> None:
+        validate(cfg)
+        self.cfg, self.data, self.info = cfg, data, info or DistInfo()
+        self.device = select_device(cfg.device, self.info)
+        # The precision this run computes in on this device ("auto" resolved; resuming elsewhere may resolve it anew).
+        self.precision = resolve_precision(cfg.precision, self.device)
+        if self.precision == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError("this GPU has no bfloat16 support; use --set precision=fp16")
+        check_num_classes(cfg, data)
+        if isinstance(data, DataBundle):  # -100 or out-of-range labels: one message now, not a silent loss or a crash
+            for split, y in (("training", data.train_y), ("validation", data.val_y), ("test", data.test_y)):
+                check_labels(y, data.num_classes, f"{split} labels")
+        model = build_model(cfg, data.num_classes)
+        self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        model = model.to(self.device, memory_format=self.fmt)
+        if cfg.sync_bn and self.info.enabled:
+            if self.device.type != "cuda":
+                raise ConfigError("sync_bn needs GPUs: PyTorch's SyncBatchNorm has no CPU implementation")
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model  # the bare module: its state-dict keys carry no "module." / "_orig_mod." prefix
+        if cfg.activation_checkpointing:
+            model.set_grad_checkpointing(True)  # type: ignore[operator]
+        if cfg.compile:
+            model.compile()
+        self.ddp: nn.Module = model
+        if self.info.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.schedule = LRSchedule.from_config(cfg)
+        self.mean = data.mean.to(self.device)
+        self.std = None if data.std is None else data.std.to(self.device)
+        self.loader: BatchLoader | StreamLoader
+        if isinstance(data, StreamData):  # streamed image folder (issue 5): same batches/resume/rank contract
+            self.loader = data.train_loader(cfg.batch_size, cfg.seed, rank=self.info.rank,
+                                            world_size=self.info.world_size, pin_memory=self.device.type == "cuda")
+        else:
+            self.loader = BatchLoader(data.train_x, data.train_y, cfg.batch_size, cfg.seed, train=True,
+                                      pad=cfg.pad, flip=cfg.flip, rank=self.info.rank,
+                                      world_size=self.info.world_size)
+        if cfg.lr_schedule == "plateau" and not self.split_size("val"):
+            raise ConfigError("lr_schedule=plateau watches the validation error, but there is no validation split: "
+                              "set val_size > 0 (or use a folder with val/ and loader=stream)")
+        local = self.loader.local_batch_size
+        if local % cfg.grad_accum:
+            raise ConfigError(f"grad_accum={cfg.grad_accum} must divide the per-process batch of {local} images")
+        # Micro-batches per step: grad_accum (memory), or more so that BN sees at most bn_batch images.
+        self.micro_batches = cfg.grad_accum
+        if cfg.bn_batch and local > cfg.bn_batch:
+            if local % cfg.bn_batch:
+                raise ConfigError(f"bn_batch={cfg.bn_batch} must divide the per-process batch of {local} images")
+            self.micro_batches = max(cfg.grad_accum, local // cfg.bn_batch)
+        # BN running statistics update once per step, from the first micro-batch (bn_batch or grad_accum images):
+        # as in the paper's 2-GPU setting, where each GPU normalised its 64 images and one GPU's statistics were
+        # kept, and as DDP's rank 0 does here, so 1 process x 2 micro-batches and 2 processes x 1 evaluate alike.
+        self.bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self.last_lr = cfg.lr  # the lr of the latest step (logged; warm-up may end right after it)
+        self.iteration = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.loader)
+
+    # one iteration: forward, backward and update on one global batch
+    def train_step(self, images: Tensor, labels: Tensor) -> tuple[float, float, int]:
+        """One SGD step; returns (loss sum, wrong predictions, images) over the global batch."""
+        cfg, dev = self.cfg, self.device
+        x = normalize(images.to(dev, non_blocking=True), self.mean, self.std, memory_format=self.fmt)
+        y = labels.to(dev, non_blocking=True)
+        lr = self.last_lr = self.schedule.lr(self.iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        stats = torch.zeros(3, dtype=torch.float64, device=dev)
+        n_local = x.shape[0]
+        micro = n_local // self.micro_batches
+        for k in range(self.micro_batches):
+            xm, ym = x[k * micro:(k + 1) * micro], y[k * micro:(k + 1) * micro]
+            last = k == self.micro_batches - 1
+            sync = contextlib.nullcontext() if last or not self.info.enabled else self.ddp.no_sync()
+            with sync, frozen_bn_statistics(self.bns, k > 0):
+                with autocast(dev, self.precision):
+                    logits = self.ddp(xm)
+                loss = F.cross_entropy(logits.float(), ym, label_smoothing=cfg.label_smoothing)
+                self.scaler.scale(loss * (xm.shape[0] / n_local)).backward()
+            stats[0] += loss.detach().double() * xm.shape[0]
+            stats[1] += (logits.detach().argmax(1) != ym).sum()
+            stats[2] += xm.shape[0]
+        all_reduce_sum(stats, self.info)
+        loss_sum, wrong, count = stats.tolist()
+        if not math.isfinite(loss_sum):
+            raise NonFiniteLossError(f"the training loss became {loss_sum / count} at iteration {self.iteration + 1}")
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.observe(self.iteration, 100.0 * wrong / count)
+        self.iteration += 1
+        return loss_sum, wrong, int(count)
+
+    def train_one_epoch(self, epoch: int, start: int = 0, stop: int | None = None,
+                        on_step: Callable[[Trainer, float, float, int], None] | None = None) -> None:
+        """Train on batches ``start..`` of ``epoch`` until the epoch ends or ``self.iteration == stop``.
+
+        ``on_step(trainer, loss_sum, wrong, count)`` runs after every iteration (logging, evaluation, checkpoints).
+        """
+        self.ddp.train()
+        for images, labels in self.loader.batches(epoch, start):
+            if stop is not None and self.iteration >= stop:
+                return
+            loss_sum, wrong, count = self.train_step(images, labels)
+            if on_step is not None:
+                on_step(self, loss_sum, wrong, count)
+
+    def split_size(self, split: str) -> int:
+        """Images in the "val" or "test" split (0: the split is empty and is not evaluated)."""
+        if isinstance(self.data, StreamData):
+            return self.data.split_size(split)
+        return int((self.data.val_x if split == "val" else self.data.test_x).shape[0])
+
+    def evaluate(self, split: str) -> EvalResult:
+        broadcast_buffers(self.model, self.info)  # every rank scores the model that rank 0 checkpoints
+        # The inference path (a BN-folded copy): the same function, about 1.5x faster than the training module.
+        precision = resolve_precision(self.cfg.eval_precision, self.device)
+        model = inference_copy(self.model, precision, self.cfg.channels_last)
+        if isinstance(self.data, StreamData):  # center-crop validation of a streamed folder (Fig. 4's bold curves)
+            return evaluate_stream(model, self.data, split, "center", batch_size=self.cfg.eval_batch_size,
+                                   device=self.device, precision=precision,
+                                   channels_last=self.cfg.channels_last, info=self.info)
+        x, y = (self.data.val_x, self.data.val_y) if split == "val" else (self.data.test_x, self.data.test_y)
+        return evaluate(model, x, y, self.mean, self.std, batch_size=self.cfg.eval_batch_size,
+                        device=self.device, precision=precision, channels_last=self.cfg.channels_last,
+                        info=self.info)
+
+    # checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "config": self.cfg.to_dict(),
+            "precision": self.precision,  # as resolved here: a resume elsewhere says so if it differs
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "rng": rng,
+            "classes": list(self.data.classes),
+            "mean": self.data.mean,
+            "std": self.data.std,
+            "input_size": (self.data.input_size if isinstance(self.data, StreamData)
+                           else int(self.data.train_x.shape[-1])),
+            "world_size": self.info.world_size,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from ..models.weights import load_state_dict
+
+        load_state_dict(self.model, state["model"], source="checkpoint")
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.iteration = int(state["iteration"])
+
