@@ -30,7 +30,16 @@ from resnetlab.data.stream import (
     scan_stream_folder,
 )
 from resnetlab.data.views import ViewSpec, make_views
-from resnetlab.train import ConfigError, LRSchedule, Trainer, fit, load_checkpoint, read_metrics, resolve_config
+from resnetlab.train import (
+    CheckpointError,
+    ConfigError,
+    LRSchedule,
+    Trainer,
+    fit,
+    load_checkpoint,
+    read_metrics,
+    resolve_config,
+)
 from resnetlab.train import engine as engine_mod
 from resnetlab.train.checkpoint import list_checkpoints
 from resnetlab.train.report import evaluate_checkpoint
@@ -284,6 +293,18 @@ def test_stream_resume_mid_epoch_equals_uninterrupted_with_the_plateau_state(tre
     for k in a:
         assert torch.equal(a[k], b[k]), k  # bit for bit: same batches, same lr after the plateau reduction
     assert _rows(tmp_path / "full") == _rows(tmp_path / "cut")
+
+
+def test_resume_on_another_streamed_folder_with_the_same_classes_is_refused(tree: Path, tmp_path: Path) -> None:
+    fit(stream_config(tree, tmp_path / "cache", max_iters=4), tmp_path / "run", progress=False)
+    other = tmp_path / "other"
+    shutil.copytree(tree, other)
+    next((other / "train" / WNIDS[0]).iterdir()).unlink()  # one training image fewer, same class names
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    with pytest.raises(CheckpointError, match="the data changed"):
+        fit(stream_config(other, tmp_path / "cache", max_iters=4), tmp_path / "run", resume=True, progress=False)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before  # nothing was changed
+    fit(stream_config(tree, tmp_path / "cache", max_iters=4), tmp_path / "run", resume=True, progress=False)
 
 
 def test_cli_trains_the_imagenet_recipe_on_a_folder_and_evaluates_10crop(tree: Path, tmp_path: Path,

@@ -1,4 +1,4 @@
-"""Training: typed config and the paper's recipes, the engine (``train_one_epoch``, ``evaluate``, ``fit``),
+"""Training: typed config and the paper's recipes, the trainer (one step, one epoch), evaluation, ``fit`` (a run),
 checkpoints that survive crashes, metrics and curves."""
 
 from .checkpoint import CheckpointError, RunLock, latest_checkpoint, load_checkpoint, save_checkpoint

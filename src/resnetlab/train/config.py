@@ -85,6 +85,7 @@ class TrainConfig:
     keep_checkpoints: int = 2  # newest checkpoints kept (older ones deleted); the final one is always kept
     eval_test: bool = True  # also evaluate the test set (reported, never used to choose anything)
     eval_batch_size: int = 1000
+    tensorboard: bool = False  # also write RUN_DIR/tensorboard/ events (pip install resnetlab[tensorboard])
 
     # how
     device: str = "auto"  # auto: cuda if available, else cpu

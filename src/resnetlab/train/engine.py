@@ -39,8 +39,9 @@ from . import checkpoint as ckpt
 from .config import ConfigError, TrainConfig, evaluates_at, validate
 from .device import resolve_precision, select_device, set_threads
 from .distributed import DistInfo, barrier, cleanup, init_distributed
-from .metrics import MetricsLog, plot_curves, read_metrics
+from .metrics import MetricsLog, MetricsSink, plot_curves, read_metrics
 from .resume import RESUMABLE_CHANGES, check_same_data, config_differences, data_digest, has_run, read_run_config
+from .tensorboard import TensorBoardSink
 from .trainer import NonFiniteLossError, Trainer
 
 _clock = time.perf_counter  # the engine's clock (tests replace it to pin throughput and cost figures)
@@ -222,12 +223,16 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
                 say(f"warning: this run trained in {before} up to iteration {trainer.iteration} and continues in "
                     f"{trainer.precision} (precision={cfg.precision} on this machine), so it will not be bit-exact "
                     f"with an uninterrupted run; --set precision={before} keeps {before}")
-    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    sinks: list[MetricsSink] = []  # rank 0 writes the metrics: metrics.jsonl, and TensorBoard if asked for
     if main:  # only now: a resume refused above has changed nothing
         if found is not None:
             ckpt.set_aside_newer(run_dir, trainer.iteration)
         atomic_write(run_dir / "config.json", lambda f: f.write(cfg.to_json().encode()))
-        metrics.truncate(trainer.iteration)
+        sinks.append(MetricsLog(run_dir / "metrics.jsonl"))
+        if cfg.tensorboard:
+            sinks.append(TensorBoardSink(run_dir / "tensorboard"))
+        for sink in sinks:
+            sink.start(trainer.iteration)
     if bar.bar is not None:
         bar.bar.n = trainer.iteration
         bar.bar.refresh()
@@ -250,6 +255,8 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
                      "data_digest": digest}
             ckpt.save_checkpoint(state, run_dir / ckpt.checkpoint_name(trainer.iteration))
             ckpt.prune_checkpoints(run_dir, cfg.keep_checkpoints)
+            for sink in sinks:
+                sink.flush()
 
     def on_step(t: Trainer, loss_sum: float, wrong: float, count: int) -> None:
         now = _clock()
@@ -268,8 +275,8 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
             row = {"kind": "train", "iter": it, "epoch": (it - 1) // t.steps_per_epoch,
                    "lr": t.last_lr, "train_loss": window["loss"] / n,
                    "train_error": 100.0 * window["wrong"] / n, "img_per_s": n / max(window["seconds"], 1e-9)}
-            if main:
-                metrics.append(row)
+            for sink in sinks:
+                sink.append(row)
             shown["img/s"] = f"{row['img_per_s']:.0f}"
             window.update(loss=0.0, wrong=0.0, count=0, seconds=0.0)
         if evaluates_at(cfg, it):
@@ -281,8 +288,8 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
             if cfg.eval_test:
                 r = t.evaluate("test")
                 row.update(test_error=r.top1_error, test_loss=r.loss)
-            if main:
-                metrics.append(row)
+            for sink in sinks:
+                sink.append(row)
             evaluated = _clock()
             cost["eval"] += evaluated - mark[0]
             save()
@@ -312,6 +319,8 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
         ) from None
     finally:
         bar.close()
+        for sink in sinks:
+            sink.close()
     barrier(info)
     return _finish(trainer, run_dir, main, cost, eval_precision)
 

@@ -4,6 +4,8 @@ Rows: ``{"kind": "train", "iter": i, "lr", "train_loss", "train_error", "img_per
 iterations and ``{"kind": "eval", "iter": i, "val_error", "val_loss", "test_error", "test_loss"}`` at every
 evaluation (errors in %). ``iter`` counts finished iterations. On resume the log is cut back to the checkpoint's
 iteration, so rows are never duplicated or missing: the resumed run writes the same rows again.
+
+``metrics.jsonl`` is one ``MetricsSink``; ``tensorboard.TensorBoardSink`` (``--set tensorboard=true``) is another.
 """
 
 from __future__ import annotations
@@ -12,14 +14,39 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..data.cache import atomic_write
 
 
+class MetricsSink(Protocol):
+    """Where a run's metric rows go (rank 0 only). ``start(i)`` (re)opens the sink for a run at iteration ``i``
+    (0 for a new run, the checkpoint's on resume): whatever a killed process wrote after ``i`` is superseded."""
+
+    def start(self, iteration: int) -> None: ...
+
+    def append(self, row: dict[str, Any]) -> None: ...
+
+    def flush(self) -> None:
+        """Make every row so far durable (called at each checkpoint: nothing before it can then go missing)."""
+
+    def close(self) -> None: ...
+
+
 class MetricsLog:
+    """``metrics.jsonl``: the default sink and the source of every figure (each row fsynced as written)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    def start(self, iteration: int) -> None:
+        self.truncate(iteration)
+
+    def flush(self) -> None:
+        pass  # append() fsyncs every row
+
+    def close(self) -> None:
+        pass
 
     def rows(self) -> list[dict[str, Any]]:
         return read_metrics(self.path)

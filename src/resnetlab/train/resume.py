@@ -17,7 +17,7 @@ from .config import TrainConfig
 # nothing changes while every file decodes). eval_precision is not among them: a run's recorded errors are all
 # measured in one precision (fp32 unless set), which every evaluation row and the summary name.
 RESUMABLE_CHANGES = {"device", "threads", "eval_batch_size", "cache_dir", "data", "compile", "precision",
-                     "channels_last", "workers", "skip_bad"}
+                     "channels_last", "workers", "skip_bad", "tensorboard"}
 
 
 def config_differences(a: TrainConfig, b: TrainConfig) -> list[str]:
@@ -39,15 +39,16 @@ def read_run_config(run_dir: Path) -> TrainConfig:
 
 
 def data_digest(data: DataBundle | StreamData) -> str | None:
-    """SHA-256 of in-memory data and its split (None for streamed data), stored in every checkpoint."""
+    """SHA-256 of the data and its split, stored in every checkpoint: the images, labels and split of in-memory
+    data; the class names and every split's file list and labels of a streamed folder (its images are not read)."""
     if not isinstance(data, DataBundle):
-        return None
+        return data.digest
     return tensor_digest((data.train_x, data.train_y, data.val_x, data.val_y, data.test_x, data.test_y),
                          "\n".join(data.classes).encode())
 
 
 def check_same_data(path: Path, state: dict[str, Any], classes: list[str], data_name: str, digest: str | None) -> None:
-    """Refuse to resume on other data: other classes, or (in-memory data) other images, labels or split."""
+    """Refuse to resume on other data: other classes, other images, labels or split (other files, when streamed)."""
     if list(state.get("classes", classes)) != classes:
         theirs = list(state["classes"])
         raise ckpt.CheckpointError(
