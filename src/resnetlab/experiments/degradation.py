@@ -18,7 +18,7 @@ PLAIN = (20, 32, 44, 56)
 RESNET = (20, 32, 44, 56, 110)
 # The quick budget trains the four nets that carry the three findings (2 CPU cores, < 30 minutes); depth 32 rather
 # than the paper's 56 because deeper nets start slower and 56 loses to 20 by 12.7 points after 1,600 iterations
-# (results/demo-search.md), while 32 costs a third less time.
+# (README, "How the quick budget was chosen"), while 32 costs a third less time.
 QUICK_PLAIN = (20, 32)
 QUICK_RESNET = (20, 32)
 EXTRA = ("plain110", "resnet1202")  # --include: Fig. 6 shows plain-110 (> 60% error) and ResNet-1202 (right panel)
@@ -144,8 +144,9 @@ def run(ctx: Context, include: tuple[str, ...] = ()) -> Path:
     lines += [f"Margins in percentage points, positive in the paper's direction. A margin within the noise ({spread})"
               " is a tie.", "", *finding_lines(found)]
     if ctx.budget.name == "quick":
-        medium = ("Finding 3 at a longer schedule: results/degradation-medium/results.md, from the committed runs "
-                  "(`resnetlab reproduce degradation --budget medium --no-train` renders it in seconds).")
+        medium = ("The nine nets of Fig. 6 at 6,400 iterations (the medium budget): results/degradation-medium/"
+                  "results.md, from the committed runs (`resnetlab reproduce degradation --budget medium --no-train` "
+                  "renders it in seconds).")
         lines += ["", medium]
         print(medium, flush=True)
     write_results(ctx, "Degradation of plain nets and its cure (Fig. 1, Fig. 6)", "\n".join(lines), records,
