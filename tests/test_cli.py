@@ -9,15 +9,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnetlab import create_model
+from resnetlab import create_model, list_models
 from resnetlab.cli import main
 
 
 def test_models_table_lists_every_model_and_no_mismatch(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "--family", "cifar"]) == 0
     out = capsys.readouterr().out
-    assert "| resnet110 | 32x32 | 1,727,962 | 1,727,962 |" in out
+    # ours, the paper's number as Table 6 prints it, the exact reference count and which reference it is
+    assert "| resnet110 | 32x32 | 1,727,962 | 1.7M | 1,727,962 | CIFAR reference | 0.253 |  | yes |" in out
+    assert "| plain110 | 32x32 | 1,727,962 |  | 1,727,962 | CIFAR reference (= ResNet) |" in out
     assert "| NO |" not in out
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| ")]
+    assert [r[0] for r in rows[1:]] == list_models("cifar")
+    for source in {r[5] for r in rows[1:] if r[5]}:  # every reference named is explained below the table
+        assert f"\n- {source}: " in out, source
 
 
 def test_bad_flag_exits_2() -> None:

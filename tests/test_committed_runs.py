@@ -5,28 +5,16 @@ and its weights file matches its summary."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
+from data_utils import REPO, real_data
 from resnetlab.experiments import reproduce
 from resnetlab.safeweights import load_weights
 
-REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "runs"
 CIFAR_EXPERIMENTS = ("degradation", "table6", "responses", "shortcuts")
-
-
-def real_data() -> Path:
-    """The JPEG copy of CIFAR-10 where the Makefile finds it (beside the clone), or $RESNETLAB_CIFAR10_JPEG.
-    Absent: skipped on a developer's machine, a failure in CI (CI always has it)."""
-    path = Path(os.environ.get("RESNETLAB_CIFAR10_JPEG", REPO.parent / "shared" / "data" / "cifar10-jpeg"))
-    if not (path / "train").is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"the CIFAR-10 JPEG copy is not at {path}: set RESNETLAB_CIFAR10_JPEG")
-        pytest.skip(f"no CIFAR-10 JPEG copy at {path}")
-    return path
 
 
 def committed() -> list[Path]:

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from png_utils import assert_figure
 from resnetlab.cli import main
 from resnetlab.data import normalize
 from resnetlab.experiments import EXPERIMENTS, reproduce
@@ -57,7 +58,8 @@ def test_every_experiment_at_smoke_budget(data: Path, tmp_path: Path, capsys: py
     assert main(["reproduce", "degradation", *common, "--out", str(out)]) == 0
     nets = {f"plain{d}" for d in (20, 32, 44, 56)} | {f"resnet{d}" for d in (20, 32, 44, 56, 110)}
     _check_runs(out, nets)
-    assert (out / "degradation.png").stat().st_size > 5000
+    # two panels, one colour per net: plain-20/32/44/56 (C0-C3), ResNet-20/32/44/56/110 (C0-C4)
+    assert_figure(out / "degradation.png", (11, 4.2), curves=[f"C{i}" for i in range(5)], absent=("C5",))
     rows = _table_rows((out / "results.md").read_text())
     assert [r[0] for r in rows] == ["plain20", "plain32", "plain44", "plain56", "resnet20", "resnet32", "resnet44",
                                     "resnet56", "resnet110"]
@@ -83,7 +85,10 @@ def test_every_experiment_at_smoke_budget(data: Path, tmp_path: Path, capsys: py
     assert set(resp) == {"plain20", "plain56", "resnet20", "resnet56", "resnet110"}
     assert len(resp["resnet20"]["std"]) == 19 and len(resp["resnet110"]["std"]) == 109  # every 3x3 layer
     assert all(math.isfinite(s) and s > 0 for v in resp.values() for s in v["std"])
-    assert (outr / "responses.png").stat().st_size > 5000
+    # 5 nets, each in the legends. After 6 iterations plain-56's responses dwarf the others (BN's running statistics
+    # have barely moved), so the other curves lie flat under ResNet-110's, which is drawn last.
+    assert_figure(outr / "responses.png", (7, 7), curves=["C1", "C4"], listed=tuple(f"C{i}" for i in range(5)),
+                  absent=("C5",))
 
     outs = tmp_path / "shortcuts"
     assert main(["reproduce", "shortcuts", *common, "--out", str(outs)]) == 0
@@ -195,3 +200,38 @@ def test_run_folders_are_keyed_by_the_precision_computed_in(monkeypatch: pytest.
     assert auto == (bf16 if cpu_bf16 else fp32)
     # pinned: fp32 is left out of the key, so runs keep their folders whatever the default precision becomes
     assert (fp32, bf16) == ("978e41bb", "7d26cfad")
+
+
+def _record(model: str, run_dir: Path, k: int) -> RunRecord:
+    """A finished run with its own falling curves (the run's index ``k`` shifts them)."""
+    run_dir.mkdir(parents=True)
+    rows = [{"kind": "train", "iter": i, "train_error": 80.0 - 5 * i - k} for i in range(1, 11)]
+    rows += [{"kind": "eval", "iter": i, "test_error": 85.0 - 4 * i - k, "val_error": 86.0 - 4 * i - k}
+             for i in (2, 4, 6, 8, 10)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return RunRecord(model, model, 0, 10, rows[9]["train_error"], None, rows[-1]["test_error"], 1, str(run_dir), {})
+
+
+def test_figures_draw_one_coloured_curve_per_net(tmp_path: Path) -> None:
+    from resnetlab.experiments import degradation, imagenet, responses
+
+    nets = ["plain20", "plain56", "resnet20", "resnet56", "resnet110"]
+    records = [_record(n, tmp_path / n, k) for k, n in enumerate(nets)]
+    # Fig. 6 style: plain-20/56 in the left panel (C0, C1), ResNet-20/56/110 in the right one (C0-C2)
+    assert_figure(degradation.plot(records, tmp_path), (11, 4.2), curves=["C0", "C1", "C2"], absent=("C3",))
+    stds = {n: [1.0 + 0.1 * k + 0.01 * i for i in range(19)] for k, n in enumerate(nets)}
+    assert_figure(responses.plot(stds, tmp_path), (7, 7), curves=[f"C{i}" for i in range(5)], absent=("C5",))
+    fig = imagenet.plot([("Table 3 nets", records)], tmp_path, "t3.png")
+    assert_figure(fig, (5.5, 4.2), curves=[f"C{i}" for i in range(5)], absent=("C5",))
+
+
+def test_shortcut_note_reads_the_papers_numbers_from_specs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from resnetlab.experiments import shortcuts
+    from resnetlab.models import specs
+
+    assert "(Table 3): A 25.03, B 24.52, C 24.19, i.e." in shortcuts.paper_note()
+    c = specs.PAPER_VARIANTS[("resnet34", "C")]
+    monkeypatch.setitem(specs.PAPER_VARIANTS, ("resnet34", "C"), dataclasses.replace(c, top1_10crop=23.5))
+    assert "A 25.03, B 24.52, C 23.50, i.e." in shortcuts.paper_note()  # written down once, in specs

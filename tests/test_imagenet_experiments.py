@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from imagenet_utils import write_imagenet_folder
+from png_utils import assert_figure
 from resnetlab.cli import main
 
 TINY = ["crop_size=32", "scale_range=36,48", "batch_size=8", "eval_batch_size=30", "workers=0", "mean_images=24"]
@@ -39,7 +40,8 @@ def test_imagenet_table2_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str
     payload = json.loads((out / "results.json").read_text())
     assert [r["iterations"] for r in payload["runs"]] == [6] * 4
     assert all(e["images"] == 9 and 0 <= e["top5_10crop"] <= e["top1_10crop"] <= 100 for e in payload["ten_crop"])
-    assert len(payload["findings"]) == 3 and (out / "fig4.png").stat().st_size > 5000
+    assert len(payload["findings"]) == 3
+    assert_figure(out / "fig4.png", (11, 4.2), curves=["C0", "C1"], absent=("C2",))  # 2 panels of 2 nets
     for run in payload["runs"]:
         cfg = json.loads((Path(run["run_dir"]) / "config.json").read_text())
         assert cfg["recipe"] == "imagenet_paper" and cfg["loader"] == "stream" and cfg["lr_schedule"] == "plateau"
@@ -70,4 +72,22 @@ def test_imagenet_table3_smoke(tmp_path: Path) -> None:
     assert [r[8] for r in rows] == ["10.02", "7.76", "7.46", "7.40", "6.71", "6.05", "5.71"]
     payload = json.loads((out / "results.json").read_text())
     assert len(payload["runs"]) == 7 and len(payload["findings"]) == 5
-    assert (out / "table3.png").stat().st_size > 5000
+    assert_figure(out / "table3.png", (5.5, 4.2), curves=[f"C{i}" for i in range(7)])  # 7 nets (C7 is grey, as text)
+
+
+def test_paper_notes_read_the_papers_numbers_from_specs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from resnetlab.experiments import imagenet
+    from resnetlab.models import specs
+
+    note = imagenet.table2_note()  # Table 2: plain-18 27.94, ResNet-18 27.88, plain-34 28.54, ResNet-34 25.03
+    assert "higher validation error than plain-18 (28.54 vs 27.94;" in note
+    assert "ResNet-34 is 3.51 points better than plain-34 and 2.85 points better than ResNet-18 (25.03 vs 27.88;" \
+        in note
+    note3 = imagenet.table3_note()
+    assert "A 25.03 / B 24.52 / C 24.19 for ResNet-34" in note3 and "with depth: 22.85, 21.75, 21.43." in note3
+    assert "VGG-16 (28.07)" in note3
+    r18 = specs.PAPER["resnet18"]
+    monkeypatch.setitem(specs.PAPER, "resnet18", dataclasses.replace(r18, top1_10crop=28.03))
+    assert "3.00 points better than ResNet-18 (25.03 vs 28.03;" in imagenet.table2_note()  # written once, in specs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from functools import partial
 
 import pytest
 import torch
@@ -55,17 +56,60 @@ def test_bf16_weights_compute_exactly_what_autocast_computes(name: str) -> None:
     assert torch.equal(InferenceModel(model, "bf16")(x), expected)
 
 
-@pytest.mark.parametrize("name", ["resnet20", "preact_resnet164"])
-def test_activation_checkpointing_changes_nothing_but_memory(name: str) -> None:
-    torch.manual_seed(0)
-    a = seeded_model(name).train()
+def _conv_calls(model: nn.Module) -> dict[str, int]:
+    """Forward calls of every conv, by name (a checkpointed conv runs twice per step: forward and recomputation)."""
+    calls = dict.fromkeys((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), 0)
+
+    def count(name: str, *_: object) -> None:
+        calls[name] += 1
+
+    for name, m in model.named_modules():
+        if name in calls:
+            m.register_forward_hook(partial(count, name))
+    return calls
+
+
+def _same_step_with_and_without_checkpointing(a: nn.Module, x: torch.Tensor) -> tuple[dict[str, int], dict[str, int]]:
+    """One training forward/backward of ``a`` and of a checkpointing copy: identical gradients and BN buffers."""
     b = copy.deepcopy(a)
     b.set_grad_checkpointing(True)
-    x = seeded_input(name, batch=4)
-    a(x).logsumexp(1).sum().backward()
-    b(x).logsumexp(1).sum().backward()
+    calls_a, calls_b = _conv_calls(a), _conv_calls(b)
+    for model in (a, b):
+        torch.manual_seed(1)  # the same dropout masks (VGG's classifier)
+        model.train()(x).logsumexp(1).sum().backward()
     for (n, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=n)
     # BN running statistics are updated once per step, not again by the recomputation
     for (n, u), v in zip(a.named_buffers(), b.buffers(), strict=True):
         assert torch.equal(u, v), n
+    return calls_a, calls_b
+
+
+@pytest.mark.parametrize("name", ["resnet20", "preact_resnet164"])
+def test_activation_checkpointing_changes_nothing_but_memory(name: str) -> None:
+    calls_a, calls_b = _same_step_with_and_without_checkpointing(seeded_model(name), seeded_input(name, batch=4))
+    assert set(calls_a.values()) == {1}
+    recomputed = {n: calls_b[n] - 1 for n in calls_b}
+    assert set(recomputed.values()) == {0, 1} and recomputed["conv1"] == 0  # the stem is not checkpointed
+    # Every block is recomputed in the backward pass, up to the last layer whose output it needs (torch stops there:
+    # a block's final conv feeds only the addition).
+    blocks = {".".join(n.split(".")[:2]) for n in calls_b if n.startswith("layer")}
+    assert all(any(recomputed[n] for n in calls_b if n.startswith(f"{b}.")) for b in blocks)
+
+
+@pytest.mark.parametrize("name", ["vgg16", "vgg19_bn"])
+def test_vgg_activation_checkpointing_recomputes_each_feature_block(name: str) -> None:
+    """VGG checkpoints its feature blocks (the convs up to each max-pool); the same gradients and BN statistics."""
+    model = seeded_model(name)
+    model.classifier = nn.Sequential(nn.Linear(512 * 7 * 7, 16), nn.ReLU(), nn.Dropout(), nn.Linear(16, 10))  # small
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 64, 64, generator=g)  # VGG pools any size to 7x7: 64 keeps this test fast
+    calls_a, calls_b = _same_step_with_and_without_checkpointing(model, x)
+    assert set(calls_a.values()) == {1} and set(calls_b.values()) == {2}  # every conv is in a checkpointed block
+    assert len(model.block_ends) == 5 and model.block_ends[-1] == len(model.features)
+    model.set_grad_checkpointing(True)
+    calls = _conv_calls(model)
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    assert set(calls.values()) == {1}  # evaluation is never checkpointed

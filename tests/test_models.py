@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import pickle
 
@@ -23,7 +24,7 @@ from resnetlab.models import (
     specs,
 )
 from resnetlab.models.complexity import complexity as measure
-from resnetlab.models.complexity import count_params, macs_match
+from resnetlab.models.complexity import count_params, macs_match, params_match, printed_value
 from resnetlab.models.responses import record_responses, response_modules
 from resnetlab.models.weights import load_state_dict
 
@@ -39,15 +40,39 @@ def _meta_params(name: str, **kw: object) -> int:
         return count_params(create_model(name, **kw))
 
 
-# --- the paper's tables -------------------------------------------------------------------------------------------
+# --- the paper's tables, the reference counts, the regression pins ---------------------------------------------------
+# The paper prints parameter counts rounded (Table 6) and none for ImageNet, so the exact counts every model must keep
+# are reference counts (specs.REFERENCE_PARAMS: torchvision's, the CIFAR reference's, or one of those with shortcut
+# projections added or removed by hand); here they are regression pins.
+@pytest.mark.parametrize("name", list(specs.REFERENCE_PARAMS))
+def test_parameter_counts_equal_the_reference_counts(name: str) -> None:
+    assert _meta_params(name) == specs.REFERENCE_PARAMS[name].params
+
+
+@pytest.mark.parametrize(("name", "option"), list(specs.REFERENCE_VARIANT_PARAMS))
+def test_parameter_counts_of_other_shortcut_options(name: str, option: str) -> None:
+    assert _meta_params(name, shortcut=option) == specs.REFERENCE_VARIANT_PARAMS[(name, option)].params
+
+
+def test_every_reference_count_names_a_documented_source() -> None:
+    refs = [*specs.REFERENCE_PARAMS.values(), *specs.REFERENCE_VARIANT_PARAMS.values()]
+    assert {r.source for r in refs} == set(specs.REFERENCE_SOURCES)
+
+
 @pytest.mark.parametrize("name", [n for n, p in specs.PAPER.items() if p.params is not None])
-def test_parameter_counts_equal_the_paper(name: str) -> None:
-    assert _meta_params(name) == specs.PAPER[name].params
+def test_parameter_counts_round_to_the_papers_printed_ones(name: str) -> None:
+    assert params_match(_meta_params(name), specs.PAPER[name].params)
 
 
-@pytest.mark.parametrize(("name", "option"), [k for k, v in specs.PAPER_VARIANTS.items() if v.params is not None])
-def test_parameter_counts_of_paper_variants(name: str, option: str) -> None:
-    assert _meta_params(name, shortcut=option) == specs.PAPER_VARIANTS[(name, option)].params
+def test_printed_numbers_are_read_with_their_precision() -> None:
+    assert printed_value("0.27M") == (pytest.approx(270_000), pytest.approx(10_000))
+    assert printed_value("19.4M") == (pytest.approx(19_400_000), pytest.approx(100_000))
+    assert printed_value("11.3") == (pytest.approx(11.3), pytest.approx(0.1))
+    assert params_match(274_999, "0.27M") and not params_match(275_001, "0.27M")
+    assert params_match(1_749_999, "1.7M") and not params_match(1_649_999, "1.7M")
+    assert params_match(1, None) is None
+    assert macs_match(3_699_000_000, "3.6") and not macs_match(3_700_000_001, "3.6")
+    assert macs_match(1, None) is None
 
 
 @pytest.mark.parametrize("depth", specs.CIFAR_DEPTHS)
@@ -65,17 +90,30 @@ def test_option_a_imagenet_equals_plain_and_option_c_adds_projections() -> None:
     assert _meta_params("resnet34", shortcut="C") > _meta_params("resnet34") > _meta_params("resnet34", shortcut="A")
 
 
-@pytest.mark.parametrize("name", [n for n, p in specs.PAPER.items() if p.macs is not None])
+@pytest.mark.parametrize("name", [n for n, p in specs.PAPER.items() if p.flops is not None])
 def test_multiply_adds_match_the_paper(name: str) -> None:
     c = measure(name)
-    assert macs_match(c.macs, c.paper.macs, specs.RECOUNTED_MACS.get((name, True)))
+    assert macs_match(c.macs, c.paper.flops)
+
+
+# Regression pins: this library's own multiply-add counts (torch.utils.flop_counter, x10^9, 3 decimals) when they were
+# last checked. They are not from the paper (which prints one decimal: specs.PAPER) nor from any other source; a change
+# in a model or in the counter shows here.
+MACS_PINS = {("resnet50", True): 3.858, ("resnet101", True): 7.570, ("resnet152", True): 11.282,
+             ("resnet50", False): 4.089}
+
+
+@pytest.mark.parametrize(("name", "stride_in_1x1"), list(MACS_PINS))
+def test_multiply_adds_regression_pins(name: str, stride_in_1x1: bool) -> None:
+    c = measure(name) if stride_in_1x1 else measure(name, stride_in_1x1=False)
+    assert round(c.macs / 1e9, 3) == MACS_PINS[(name, stride_in_1x1)]
 
 
 def test_stride_placement_changes_flops_not_parameters() -> None:
     v1, v15 = measure("resnet50"), measure("resnet50", stride_in_1x1=False)
     assert v1.params == v15.params
-    assert abs(v1.macs - specs.RECOUNTED_MACS[("resnet50", True)]) <= 0.01 * v1.macs
-    assert abs(v15.macs - specs.RECOUNTED_MACS[("resnet50", False)]) <= 0.01 * v15.macs
+    assert v15.macs > v1.macs  # the 3x3 conv at the higher resolution (v1.5) costs more
+    assert v1.paper.flops == "3.8" and v15.paper.flops is None  # the paper's number is for its own placement
 
 
 # --- registry -----------------------------------------------------------------------------------------------------
@@ -247,17 +285,41 @@ def test_torch_export_parity_with_dynamic_batch(name: str) -> None:
                                    atol=1e-4 * ref.abs().max().item())
 
 
-@pytest.mark.parametrize("name", ["resnet20", "resnet18", "preact_resnet110"])
+# ONNX: every CIFAR model but the two deepest (minutes each to export here; they repeat resnet110's and
+# preact_resnet164's blocks), and ImageNet ones of each block kind (basic / bottleneck, residual / plain); the other
+# depths differ from these only in blocks per stage. VGG is not exported in CI (its 0.5 GB files).
+ONNX_MODELS = [*[m for m in list_models("cifar") if m not in ("resnet1202", "preact_resnet1001")], "resnet18",
+               "resnet50", "plain18", "plain50"]
+
+
+@pytest.mark.parametrize("name", _marked(ONNX_MODELS))
 def test_onnx_parity_with_onnxruntime(name: str, tmp_path) -> None:
+    """onnxruntime computes the model's function as accurately as eager PyTorch does: both against float64.
+
+    The bound is 1e-4 of the output scale, or 10x eager fp32's own error where that is larger: at initialisation a
+    deep net with calibrated BN can amplify fp32 rounding (plain-56: eager fp32 is 6e-4 off float64, pre-activation
+    ResNet-1001 4e-3), and no export can be closer than that. Plain nets are left at BN's initial statistics, where
+    they are well conditioned (1e-7); residual nets need calibrated BN (their sums grow without it).
+    """
     pytest.importorskip("onnxruntime")
-    from resnetlab.export import check_parity, export_model
+    from resnetlab.export import export_model, run_exported
 
     model = seeded_model(name)
-    calibrate_bn(model, seeded_input(name))
+    if not name.startswith("plain"):
+        calibrate_bn(model, seeded_input(name))
+    model.eval()
     size = resnetlab.model_info(name).input_size
     path = export_model(model, "onnx", tmp_path / f"{name}.onnx", size)
-    assert check_parity(model, path, size, batch=5) < 1e-3
     assert [p.name for p in tmp_path.iterdir()] == [f"{name}.onnx"]  # no temp files left
+    x = seeded_input(name, batch=5)  # exported at batch 2: the batch dimension is dynamic
+    with torch.no_grad():
+        eager = model(x)
+        exact = copy.deepcopy(model).double()(x.double())
+    exported = run_exported(path, x)
+    assert exported.shape == eager.shape and exported.dtype == torch.float32
+    noise = (eager.double() - exact).abs().max().item()
+    error = (exported.double() - exact).abs().max().item()
+    assert error <= max(1e-4 * exact.abs().max().item(), 10 * noise), (error, noise)
 
 
 # --- conveniences -------------------------------------------------------------------------------------------------

@@ -198,3 +198,18 @@ def test_config_defaults_are_unchanged() -> None:
     d = TrainConfig().to_dict()
     assert (d["eval_interval"], d["log_interval"], d["bn_batch"], d["eval_precision"], d["lr_schedule"]) == \
         (1000, 100, 0, "fp32", "step")
+
+
+def test_no_train_renders_what_is_finished_and_lists_the_rest(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    data = write_image_folder(tmp_path / "data", synthetic_arrays(size=32))
+    kwargs = dict(budget="smoke", data=str(data), runs_dir=tmp_path / "runs", cache_dir=str(tmp_path / "c"),
+                  overrides=["val_size=16", "eval_batch_size=64"], progress=False)
+    reproduce("shortcuts", out=tmp_path / "a", only=["resnet20-shortcutB"], model="resnet20", **kwargs)
+    monkeypatch.setattr("resnetlab.experiments.runner.fit", lambda *a, **k: pytest.fail("trained"))
+    out = reproduce("shortcuts", out=tmp_path / "b", train=False, model="resnet20", **kwargs)
+    payload = json.loads((out / "results.json").read_text())
+    assert [r["label"] for r in payload["runs"]] == ["resnet20-shortcutB"]
+    assert payload["missing"] == ["resnet20 seed 0", "resnet20-shortcutC seed 0"]
+    md = (out / "results.md").read_text()
+    assert "Not trained yet, so left out:** resnet20 seed 0, resnet20-shortcutC seed 0" in md

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from png_utils import assert_confusion_figure, assert_figure
 from resnetlab.cli import main
 from resnetlab.train import (
     CheckpointError,
@@ -145,7 +146,7 @@ def test_run_writes_config_metrics_checkpoints_curves(tmp_path: Path) -> None:
     state = load_checkpoint(run / "checkpoint-0000012.pt")
     assert state["config"]["model"] == "resnet8" and state["classes"] == ["a", "b", "c", "d"]
     assert state["iteration"] == 12 and state["mean"].shape == (3, 16, 16)
-    assert (run / "curves.png").stat().st_size > 1000
+    assert_figure(run / "curves.png", (6, 4.2), curves=["C0"], absent=("C1",))  # one run: one colour
     summary = json.loads((run / "summary.json").read_text())
     assert summary["iterations"] == 12 and summary["test_error"] == rows[-1]["test_error"]
 
@@ -282,7 +283,7 @@ def test_cli_train_eval_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture
     report = json.loads((run / "eval" / "checkpoint-0000006-center" / "confusion.json").read_text())
     assert sum(map(sum, report["confusion"])) == 32 and set(report["per_class_accuracy"]) == {"a", "b", "c", "d"}
     assert f"top-1 error: {report['top1_error']:.2f}%" == top1[0]
-    assert (run / "eval" / "checkpoint-0000006-center" / "confusion.png").stat().st_size > 1000
+    assert_confusion_figure(run / "eval" / "checkpoint-0000006-center" / "confusion.png", report["confusion"])
 
 
 def test_cli_bad_inputs_are_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

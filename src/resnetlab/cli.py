@@ -201,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resnetlab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("models", help="table of every model: parameters and multiply-adds beside the paper's")
+    p = sub.add_parser("models", help="table of every model: parameters and multiply-adds beside the paper's printed "
+                                      "numbers and exact reference counts")
     p.add_argument("--family", choices=["cifar", "imagenet"], help="only one family")
     p.add_argument("--names-only", action="store_true", help="print the names only")
     p.set_defaults(func=cmd_models)

@@ -41,7 +41,8 @@ class Complexity:
     input_size: int
     params: int
     macs: int
-    paper: specs.PaperNumbers
+    paper: specs.PaperNumbers  # as the paper prints them (empty when built with non-default options)
+    reference: specs.ReferenceCount | None  # the exact count from outside the paper, with its source
 
 
 def complexity(name: str, **overrides: object) -> Complexity:
@@ -49,45 +50,74 @@ def complexity(name: str, **overrides: object) -> Complexity:
     info = model_info(name)
     with torch.device("meta"):
         model = info.build(**overrides)
-    paper = specs.PAPER.get(name, specs.PaperNumbers()) if not overrides else specs.PaperNumbers()
+    if not overrides:
+        paper, reference = specs.PAPER.get(name, specs.PaperNumbers()), specs.REFERENCE_PARAMS.get(name)
+    elif set(overrides) == {"shortcut"}:
+        option = str(overrides["shortcut"])
+        paper = specs.PAPER_VARIANTS.get((name, option), specs.PaperNumbers())
+        reference = specs.REFERENCE_VARIANT_PARAMS.get((name, option))
+    else:
+        paper, reference = specs.PaperNumbers(), None
     return Complexity(name, info.family, info.input_size, count_params(model), count_macs(model, info.input_size),
-                      paper)
+                      paper, reference)
 
 
-# The paper prints multiply-adds with one decimal (x10^9) and is not consistent in rounding (ResNet-34 3.66 -> "3.6",
-# ResNet-101 7.57 -> "7.6"), so ours must agree to that printed precision, and within 1% of an exact recount where one
-# exists (specs.RECOUNTED_MACS).
-PAPER_MACS_PRECISION = 0.1e9
-RECOUNT_TOLERANCE = 0.01
+def printed_value(text: str) -> tuple[float, float]:
+    """A number as the paper prints it ("0.27M", "19.4M", "3.6") -> (its value, one unit of its last digit)."""
+    scale = 1e6 if text.endswith("M") else 1.0
+    digits = text.removesuffix("M")
+    return float(digits) * scale, 10.0 ** -len(digits.partition(".")[2]) * scale
 
 
-def macs_match(ours: int, paper: float | None, recount: float | None) -> bool | None:
-    """Whether counted multiply-adds agree with the paper (None: the paper gives no number)."""
-    if paper is None and recount is None:
+def params_match(ours: int, printed: str | None) -> bool | None:
+    """Whether our count, rounded as the paper rounds it, is the printed one (None: the paper prints none)."""
+    if printed is None:
         return None
-    ok = paper is None or abs(ours - paper) < PAPER_MACS_PRECISION
-    return ok and (recount is None or abs(ours - recount) <= RECOUNT_TOLERANCE * recount)
+    value, unit = printed_value(printed)
+    return abs(ours - value) <= unit / 2
+
+
+def macs_match(ours: int, printed_flops: str | None) -> bool | None:
+    """Whether counted multiply-adds agree with the paper's FLOPs (x10^9) to the precision it prints them.
+
+    The paper rounds inconsistently (ResNet-34 3.66 -> "3.6", ResNet-101 7.57 -> "7.6"), so ours must be within one
+    unit of the printed last digit (0.1 x 10^9), not half of one.
+    """
+    if printed_flops is None:
+        return None
+    value, unit = printed_value(printed_flops)
+    return abs(ours - value * 1e9) < unit * 1e9
 
 
 def complexity_table(names: list[str] | None = None) -> str:
-    """Markdown table of every registered model: ours beside the paper's numbers, with a match column.
+    """Markdown table of every registered model: our counts beside the paper's printed numbers and the exact
+    reference counts, with a match column, and a legend saying where each number comes from.
 
-    Parameters must match exactly; multiply-adds as ``macs_match`` says.
+    Match: parameters equal the reference count exactly and round to the paper's printed count; multiply-adds as
+    ``macs_match`` says.
     """
     rows = [
-        "| model | input | params | paper params | MACs (x10^9) | paper MACs | recount | match |",
-        "|---|---|---:|---:|---:|---:|---:|:---:|",
+        "| model | input | params | paper params (Table 6) | reference params | reference | MACs (x10^9) | "
+        "paper FLOPs (x10^9, Table 1) | match |",
+        "|---|---|---:|---:|---:|---|---:|---:|:---:|",
     ]
+    used: list[str] = []
     for name in names or list_models():
         c = complexity(name)
-        recount = specs.RECOUNTED_MACS.get((name, True))
-        checks = [c.params == c.paper.params if c.paper.params else None, macs_match(c.macs, c.paper.macs, recount)]
+        ref = c.reference
+        checks = [ref.params == c.params if ref else None, params_match(c.params, c.paper.params),
+                  macs_match(c.macs, c.paper.flops)]
         known = [ok for ok in checks if ok is not None]
         match = "" if not known else ("yes" if all(known) else "NO")
+        if ref and ref.source not in used:
+            used.append(ref.source)
         rows.append(
-            f"| {name} | {c.input_size}x{c.input_size} | {c.params:,} | "
-            f"{f'{c.paper.params:,}' if c.paper.params else ''} | {c.macs / 1e9:.3f} | "
-            f"{f'{c.paper.macs / 1e9:.1f}' if c.paper.macs else ''} | "
-            f"{f'{recount / 1e9:.3f}' if recount else ''} | {match} |"
+            f"| {name} | {c.input_size}x{c.input_size} | {c.params:,} | {c.paper.params or ''} | "
+            f"{f'{ref.params:,}' if ref else ''} | {ref.source if ref else ''} | {c.macs / 1e9:.3f} | "
+            f"{c.paper.flops or ''} | {match} |"
         )
-    return "\n".join(rows)
+    legend = ["", "params and MACs: counted here (MACs by running the model). Paper columns: as the paper prints "
+              "them, rounded (Table 6; Table 1, VGG-19 from Sec. 3.3). The paper prints no exact count; reference "
+              "params are exact counts from:"]
+    legend += [f"- {source}: {specs.REFERENCE_SOURCES[source]}" for source in used]
+    return "\n".join(rows + (legend if used else []))

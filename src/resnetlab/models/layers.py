@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import partial
 from typing import Literal
 
@@ -161,7 +161,12 @@ def run_stage(stage: nn.Sequential, x: Tensor, checkpointing: bool) -> Tensor:
     recompute the rest, trading about one extra forward for memory (ResNet-1202 at batch 128 on a CPU)."""
     if not (checkpointing and torch.is_grad_enabled() and stage.training):
         return stage(x)
-    for block in stage:
+    return run_checkpointed(stage, x)
+
+
+def run_checkpointed(blocks: Iterable[nn.Module], x: Tensor) -> Tensor:
+    """Run ``blocks`` in turn, each under activation checkpointing (its BN statistics updated once, not twice)."""
+    for block in blocks:
         x = checkpoint(block, x, use_reentrant=False,
                        context_fn=partial(_checkpoint_contexts, block))
     return x

@@ -5,10 +5,11 @@ Keys follow torchvision (``features.{i}``, ``classifier.{0,3,6}``) so its checkp
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from . import specs
-from .layers import ClassifierMixin
+from .layers import ClassifierMixin, run_checkpointed
 
 
 class VGG(ClassifierMixin, nn.Module):
@@ -23,11 +24,13 @@ class VGG(ClassifierMixin, nn.Module):
         layers: list[nn.Module] = []
         self.stage_modules = {}
         self.response_bns: tuple[str, ...] = ()  # features.{i} BNs after each 3x3 conv (Fig. 7 responses)
+        self.block_ends: tuple[int, ...] = ()  # features[start:end] of each block: its convs up to its max-pool
         in_ch = in_chans
         for v in specs.VGG_CONFIGS[depth]:
             if v == "M":
                 layers.append(nn.MaxPool2d(2, 2))
                 self.stage_modules[f"stage{len(self.stage_modules) + 1}"] = f"features.{len(layers) - 1}"
+                self.block_ends += (len(layers),)
             else:
                 layers.append(nn.Conv2d(in_ch, int(v), 3, padding=1))
                 if batch_norm:
@@ -55,7 +58,10 @@ class VGG(ClassifierMixin, nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        return self.features(x)
+        if not (self.grad_checkpointing and torch.is_grad_enabled() and self.training):
+            return self.features(x)
+        starts = (0, *self.block_ends[:-1])  # the feature blocks (convs up to a max-pool), each recomputed in backward
+        return run_checkpointed((self.features[a:b] for a, b in zip(starts, self.block_ends, strict=True)), x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.avgpool(x).flatten(1)
