@@ -33,7 +33,7 @@ from ..errors import ResNetLabError
 from ..train import TrainConfig, fit, load_data, resolve_config
 from ..train.device import resolve_precision
 from ..train.engine import WEIGHTS_NAME, RunResult
-from ..train.resume import RESUMABLE_CHANGES, read_run_config
+from ..train.resume import RESUMABLE_CHANGES, config_differences, read_run_config
 
 
 @dataclass(frozen=True)
@@ -191,9 +191,7 @@ def finished_run(run_dir: Path, cfg: TrainConfig) -> RunResult | None:
         saved = read_run_config(run_dir)
     except (OSError, ValueError, ResNetLabError):
         return None
-    same = all(getattr(saved, k) == getattr(cfg, k) for k in TrainConfig.__dataclass_fields__
-               if k not in RESUMABLE_CHANGES)
-    if not same or summary.get("iterations") != cfg.max_iters:
+    if config_differences(saved, cfg) or summary.get("iterations") != cfg.max_iters:
         return None
     return RunResult(run_dir, int(summary["iterations"]), summary.get("train_error"), summary.get("val_error"),
                      summary.get("test_error"), summary)
