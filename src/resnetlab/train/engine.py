@@ -354,9 +354,10 @@ def _finish(trainer: Trainer, run_dir: Path, main: bool, cost: dict[str, float],
         "eval_precision": eval_precision,  # every recorded validation/test error was measured in this precision
         "checkpoint": ckpt.checkpoint_name(trainer.iteration),
         "weights": WEIGHTS_NAME,
-        "seconds": {k: round(v, 2) for k, v in cost.items()},
+        "seconds": (seconds := {k: round(v, 2) for k, v in cost.items()}),
         # evaluation plus checkpointing, as a share of the run's time (training steps included)
-        "eval_fraction": round((cost["eval"] + cost["checkpoint"]) / max(sum(cost.values()), 1e-9), 4),
+        # from the rounded seconds above, so that the summary's figures agree with each other
+        "eval_fraction": round((seconds["eval"] + seconds["checkpoint"]) / max(sum(seconds.values()), 1e-9), 4),
     }
     if main:
         summary["weights_sha256"] = save_final_weights(trainer, run_dir / WEIGHTS_NAME)
