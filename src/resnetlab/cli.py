@@ -46,6 +46,27 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import release
+
+    if args.action == "release":
+        made = release.release_runs([Path(d) for d in args.runs], args.data, tag=args.tag)
+        for e in made:
+            print(f"{e.name}: test error {e.meta['test_error']:.2f}% ({e.meta['test_images']} images, fp32), "
+                  f"sha256 {e.sha256[:16]}...")
+        print(f"wrote {release.RELEASED}")
+        return 0
+    if args.action == "publish":
+        files = release.publish(Path(args.out))
+        print(f"wrote {len(files)} files and SHA256SUMS to {args.out}: upload them to the release at "
+              "pretrained.DEFAULT_BASE_URL")
+        return 0
+    print(release.cards_table())
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import check_parity, export_model
     from .interop import load_model_file, model_file_kind
@@ -77,7 +98,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _train_overrides(args: argparse.Namespace) -> list[str]:
     pairs = list(args.set)
-    for key in ("model", "data", "cache_dir"):
+    for key in ("model", "data", "cache_dir", "init"):
         value = getattr(args, key)
         if value is not None:
             pairs.insert(0, f"{key}={value}")
@@ -198,6 +219,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .train.report import DEFAULT_EVAL_BATCH
+
     parser = argparse.ArgumentParser(prog="resnetlab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -207,13 +230,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names-only", action="store_true", help="print the names only")
     p.set_defaults(func=cmd_models)
 
+    p = sub.add_parser("weights", help="the released weights: model cards (list), release runs, publish files")
+    p.add_argument("action", nargs="?", choices=["list", "release", "publish"], default="list",
+                   help="list: the cards as a Markdown table; release RUN_DIR...: (re)make the cards of finished "
+                        "runs, measuring each file's test error; publish OUT: the files as uploaded")
+    p.add_argument("runs", nargs="*", metavar="RUN_DIR", help="release: the finished runs")
+    p.add_argument("--data", help="release: the data the runs were trained on (its test split is evaluated)")
+    p.add_argument("--tag", default="cifar10jpeg_medium", help="release: the name's tag (<model>.<tag>)")
+    p.add_argument("--out", help="publish: the folder to write")
+    p.set_defaults(func=cmd_weights)
+
     p = sub.add_parser("export", help="export a model to ONNX or a torch.export program, checked against eager")
     p.add_argument("model", nargs="?",
                    help="a registered model name (see `resnetlab models`); read from --checkpoint if that is a "
                         "training checkpoint or a converted weights file")
     p.add_argument("--format", choices=["onnx", "pt2"], required=True)
     p.add_argument("--out", required=True, help="output file")
-    p.add_argument("--checkpoint", help="weights to load first (.pt state dict or resnetlab checkpoint)")
+    p.add_argument("--checkpoint", "--weights", dest="checkpoint",
+                   help="weights to load first: a released weights name, a .safetensors file, a .pt state dict or a "
+                        "resnetlab checkpoint")
     p.add_argument("--input-size", type=int, help="input side (default: the model's training size)")
     p.add_argument("--kw", action="append", default=[], metavar="KEY=VALUE",
                    help="model option, e.g. --kw shortcut=B --kw num_classes=100")
@@ -223,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="a registered model name, e.g. resnet56 (default: the recipe's, resnet20)")
     p.add_argument("--data", help="image-folder root, CIFAR folder/tarball, or cifar10/cifar100 (downloaded)")
     p.add_argument("--recipe", default="cifar10_paper", help="named preset (default cifar10_paper)")
+    p.add_argument("--init", metavar="NAME_OR_FILE",
+                   help="start from trained weights (fine-tuning): a released weights name, a .safetensors file, or "
+                        "a checkpoint; a new head replaces the old one when the class count differs")
     where = p.add_mutually_exclusive_group()  # both at once is a usage error (exit 2), never a guess
     where.add_argument("--out", help="run directory (new run)")
     where.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its config is read from it)")
@@ -237,15 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint: top-1/top-5 error, per-class accuracy, confusion matrix")
-    p.add_argument("--checkpoint", required=True,
-                   help="a checkpoint-NNNNNNN.pt file of a run, or a weights file from `resnetlab convert`")
+    p.add_argument("--checkpoint", "--weights", dest="checkpoint", required=True,
+                   help="a released weights name (`resnetlab weights`), a run's model.safetensors or "
+                        "checkpoint-NNNNNNN.pt, or a weights file from `resnetlab convert`")
     p.add_argument("--data", help="data set (default: the one the checkpoint was trained on)")
     p.add_argument("--protocol", choices=["center", "10crop", "multiscale"], default="center",
                    help="test views (Sec. 3.4): center crop, 10-crop, or multi-scale fully convolutional")
     p.add_argument("--workers", type=int, help="decoding processes for streamed folders (default: the run's)")
     p.add_argument("--skip-bad", dest="skip_bad", action="store_true", help="skip (and list) unreadable images")
     p.add_argument("--out", help="folder for confusion.png/json (default: RUN_DIR/eval/<checkpoint>-<protocol>)")
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_EVAL_BATCH)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="of the inference path; fp32 by default: bf16 changed 0.76%% of a short-schedule ResNet-56's "
@@ -255,7 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top-5 classes (with probabilities) of image files under a checkpoint")
-    p.add_argument("--checkpoint", required=True, help="a training checkpoint or a `resnetlab convert` weights file")
+    p.add_argument("--checkpoint", "--weights", dest="checkpoint", required=True,
+                   help="a released weights name, a .safetensors file, a training checkpoint or a `resnetlab "
+                        "convert` weights file")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--protocol", choices=["center", "10crop", "multiscale"], default="center")

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from .data.cache import atomic_write
 from .data.views import ViewSpec
 from .errors import ResNetLabError
-from .models import create_model, specs
+from .models import create_model, list_weights, specs
 from .models.weights import load_state_dict, strip_prefixes
 
 __all__ = [
@@ -156,7 +156,10 @@ def save_weights_file(conv: Converted, path: str | Path) -> Path:
 
 def _read(path: Path) -> Any:
     if not path.is_file():
-        raise ResNetLabError(f"{path} does not exist")
+        names = list_weights()
+        hint = (f"; released weights are named like {names[0]} (`resnetlab weights` lists them)" if names and
+                not path.suffix else "")
+        raise ResNetLabError(f"{path} does not exist{hint}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, random bytes, or a pickle that would run code
@@ -212,8 +215,17 @@ class LoadedModel:
         return int(self.model.get_classifier().out_features)  # type: ignore[operator, union-attr]
 
 
+def _released_source(spec: str | Path) -> bool:
+    """A released weights name (``resnet56.cifar10jpeg_medium``) or a resnetlab ``.safetensors`` file."""
+    text = str(spec)
+    return text.endswith(".safetensors") or (not Path(text).exists() and text in list_weights())
+
+
 def model_file_kind(path: str | Path) -> str | None:
-    """"checkpoint" (resnetlab training), "weights" (``resnetlab convert``) or None (a bare state dict, ...)."""
+    """"checkpoint" (resnetlab training), "weights" (``resnetlab convert``), "released" (a weights name or a
+    ``.safetensors`` file), or None (a bare state dict, ...)."""
+    if _released_source(path):
+        return "released"
     obj = _read(Path(path))
     fmt = obj.get("format") if isinstance(obj, dict) else None
     return {"resnetlab.checkpoint": "checkpoint", WEIGHTS_FORMAT: "weights"}.get(fmt)  # type: ignore[arg-type]
@@ -222,6 +234,8 @@ def model_file_kind(path: str | Path) -> str | None:
 def load_model_file(path: str | Path) -> LoadedModel:
     """A resnetlab training checkpoint (``checkpoint-NNNNNNN.pt``; its checksum verified when present) or a weights
     file written by ``resnetlab convert``; anything else is refused with a hint."""
+    if _released_source(path):
+        return _load_released(str(path))
     path = Path(path)
     obj = _read(path)
     fmt = obj.get("format") if isinstance(obj, dict) else None
@@ -243,3 +257,16 @@ def load_model_file(path: str | Path) -> LoadedModel:
                            obj["std"], view, "weights", obj)
     raise ResNetLabError(f"{path} is neither a resnetlab training checkpoint nor a resnetlab weights file; convert "
                          "outside checkpoints first: resnetlab convert --from torchvision|cifar-reference IN OUT")
+
+
+def _load_released(spec: str) -> LoadedModel:
+    """Released weights by name, or any resnetlab ``.safetensors`` file (a run's ``model.safetensors``)."""
+    from .pretrained import load_pretrained
+
+    model, wf = load_pretrained(spec)
+    meta = wf.meta
+    size = int(meta["input_size"])
+    view = ViewSpec.imagenet(size) if meta.get("loader") == "stream" else ViewSpec.fixed(size, int(meta.get("pad", 4)))
+    return LoadedModel(model, meta["model"], dict(meta.get("model_kwargs", {})), list(meta["classes"]), wf.mean,
+                       wf.std, view, "released", {"meta": meta, "sha256": wf.sha256,
+                                                  "iteration": meta.get("iterations")})

@@ -31,6 +31,7 @@ class TrainConfig:
     # what to train, on what
     model: str = "resnet20"
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"shortcut": "B"}; --set model.shortcut=B
+    init: str | None = None  # start from these weights (a released name or a file); a new head if the classes differ
     data: str = "cifar10"  # image-folder root, official CIFAR folder/tarball, or "cifar10"/"cifar100"
     cache_dir: str | None = None
     val_size: int = 5000  # the paper's 45k/5k split (Sec. 4.2); 0 trains on all 50k

@@ -14,6 +14,8 @@ from ..errors import ResNetLabError
 from .device import resolve_precision, select_device
 from .evaluate import evaluate
 
+DEFAULT_EVAL_BATCH = 1000  # `resnetlab eval`'s, and what released weights' cards are measured with
+
 
 def plot_confusion(confusion: Tensor, classes: list[str], out: Path, title: str) -> Path:
     import matplotlib
@@ -44,7 +46,7 @@ def plot_confusion(confusion: Tensor, classes: list[str], out: Path, title: str)
 
 
 def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str | Path | None = None, *,
-                        cache_dir: str | None = None, batch_size: int = 1000, device: str = "auto",
+                        cache_dir: str | None = None, batch_size: int = DEFAULT_EVAL_BATCH, device: str = "auto",
                         precision: str = "fp32", progress: bool = True, protocol: str = "center",
                         workers: int | None = None, skip_bad: bool = False) -> dict[str, Any]:
     """Evaluate a checkpoint (or a ``resnetlab convert`` weights file) on the test split of ``data`` (default: the
@@ -66,7 +68,7 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
     cfg = loaded.config
     spec = data or (cfg.data if cfg is not None else None)
     if spec is None:
-        raise ResNetLabError(f"{path} is a converted weights file: give the data to evaluate on with --data")
+        raise ResNetLabError(f"{path} holds weights without a run's config: give the data to evaluate on with --data")
     dev = select_device(device)
     # The inference path: BN folded into the convs, channels_last, and autocast at ``precision``.
     model = inference_copy(loaded.model, resolve_precision(precision, dev), device=dev)
@@ -110,7 +112,12 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
         "classes": classes,
         "confusion": result.confusion.tolist(),
     }
-    out = Path(out_dir) if out_dir else path.parent / "eval" / f"{path.stem}-{protocol}"  # one folder per result
+    if out_dir:
+        out = Path(out_dir)
+    elif loaded.kind == "released" and not path.is_file():  # a weights name: the current folder
+        out = Path("eval") / f"{path}-{protocol}"
+    else:
+        out = path.parent / "eval" / f"{path.stem}-{protocol}"  # one folder per result
     atomic_write(out / "confusion.json", lambda f: f.write(json.dumps(report, indent=2).encode()))
     at = f" @ {report['iteration']} it" if report["iteration"] is not None else ""
     plot_confusion(result.confusion, classes, out / "confusion.png",

@@ -22,6 +22,7 @@ from .config import ConfigError, TrainConfig, validate
 from .device import autocast, resolve_precision, select_device
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers
 from .evaluate import EvalResult, evaluate
+from .init import initialise
 from .protocols import evaluate_stream
 from .schedule import LRSchedule
 
@@ -79,6 +80,8 @@ class Trainer:
             for split, y in (("training", data.train_y), ("validation", data.val_y), ("test", data.test_y)):
                 check_labels(y, data.num_classes, f"{split} labels")
         model = build_model(cfg, data.num_classes)
+        # Fine-tuning: trained weights over the fresh ones (a resumed run's checkpoint replaces both).
+        self.init_note = initialise(model, cfg.model, cfg.init) if cfg.init else None
         self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         model = model.to(self.device, memory_format=self.fmt)
         if cfg.sync_bn and self.info.enabled:

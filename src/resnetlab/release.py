@@ -1,0 +1,136 @@
+"""Releasing weights: a model card per finished run, measured from the released file itself.
+
+``resnetlab weights release RUN_DIR... --data D`` evaluates each run's ``model.safetensors`` exactly as
+``resnetlab eval --checkpoint NAME --data D`` does (fp32, the default evaluation batch, the full test set) and writes
+the card into ``models/released.json``, the registry's data. ``resnetlab weights publish DIR`` lays the files out as
+they are uploaded to the release server (``pretrained.DEFAULT_BASE_URL``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .data.cache import atomic_write
+from .errors import ResNetLabError
+from .models import RELEASED, WeightsEntry, list_models, list_weights, weights_entry
+from .models.complexity import complexity
+from .pretrained import REPO_ROOT
+from .safeweights import load_weights
+from .train.report import DEFAULT_EVAL_BATCH, evaluate_checkpoint
+
+__all__ = ["DEFAULT_TAG", "cards_table", "make_card", "publish", "release_runs"]
+
+DEFAULT_TAG = "cifar10jpeg_medium"
+# What trained the committed runs; {model} is filled in.
+DEFAULT_COMMAND = "resnetlab reproduce degradation --budget medium --data ../shared/data/cifar10-jpeg --only {model}"
+DEFAULT_DATA_NAME = "CIFAR-10, the JPEG (quality 75) copy in ../shared/data/cifar10-jpeg (45k train / 5k val split)"
+
+
+def _repo_relative(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        raise ResNetLabError(f"{path} is not inside the repository {REPO_ROOT}: released files are the committed "
+                             "runs' own bytes") from None
+
+
+def make_card(run_dir: Path, data: str, *, tag: str = DEFAULT_TAG, data_name: str = DEFAULT_DATA_NAME,
+              command: str = DEFAULT_COMMAND, progress: bool = False) -> WeightsEntry:
+    """The registry entry (with its card) of the finished run in ``run_dir``, its test error measured now."""
+    run_dir = Path(run_dir)
+    path = run_dir / "model.safetensors"
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        config = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ResNetLabError(f"{run_dir} is not a finished run (summary.json/config.json: {exc})") from None
+    wf = load_weights(path)  # checks the .sha256 beside it
+    meta = wf.meta
+    with tempfile.TemporaryDirectory() as tmp:
+        report = evaluate_checkpoint(path, data, tmp, batch_size=DEFAULT_EVAL_BATCH, precision="fp32",
+                                     progress=progress)
+    kwargs = dict(meta.get("model_kwargs", {}))
+    cost = complexity(meta["model"], **kwargs)
+    name = f"{meta['model']}.{tag}"
+    card: dict[str, Any] = {
+        "test_error": round(report["top1_error"], 2),
+        "test_top5_error": round(report["top5_error"], 2),
+        "test_images": report["images"],
+        "evaluation": {"precision": "fp32", "batch_size": DEFAULT_EVAL_BATCH, "protocol": "center",
+                       "command": f"resnetlab eval --checkpoint {name} --data {data}"},
+        "train_error": summary.get("train_error"),
+        "dataset": {"name": data_name, "digest": meta.get("data"), "classes": meta["classes"]},
+        "recipe": meta.get("recipe"),
+        "schedule": {k: config.get(k) for k in ("lr_schedule", "lr", "milestones", "warmup", "warmup_iters",
+                                                "batch_size", "bn_batch", "weight_decay", "scale")},
+        "iterations": meta.get("iterations"),
+        "seed": meta.get("seed"),
+        "training_precision": meta.get("precision"),
+        "params": cost.params,
+        "macs": cost.macs,
+        "file_size": path.stat().st_size,
+        "preprocessing": {"input_size": meta["input_size"], "normalize": meta.get("normalize"),
+                          "mean": "the training images' per-pixel mean, in 0..255 units (stored in the file)"
+                          if meta.get("normalize") == "pixel" else "per-channel mean/std (stored in the file)",
+                          "inputs": "RGB, uint8 0..255 or float in [0, 1]; see Weights.transforms()"},
+        "command": command.format(model=meta["model"]),
+        "run": _repo_relative(run_dir),
+    }
+    return WeightsEntry(name, meta["model"], kwargs, _repo_relative(path), wf.sha256, path.stat().st_size, card)
+
+
+def _row(entry: WeightsEntry) -> dict[str, Any]:
+    return {"name": entry.name, "model": entry.model, "model_kwargs": entry.model_kwargs, "file": entry.file,
+            "sha256": entry.sha256, "size": entry.size, "meta": entry.meta}
+
+
+def release_runs(run_dirs: list[Path], data: str, manifest: Path = RELEASED, **card_options: Any) -> list[WeightsEntry]:
+    """Add (or refresh) the cards of ``run_dirs`` in ``manifest``; entries are ordered as the registry's models."""
+    rows = {r["name"]: r for r in json.loads(manifest.read_text())["weights"]} if manifest.is_file() else {}
+    made = [make_card(Path(d), data, **card_options) for d in run_dirs]
+    for entry in made:
+        rows[entry.name] = _row(entry)
+    order = {m: i for i, m in enumerate(list_models("cifar"))}
+    ordered = sorted(rows.values(), key=lambda r: (order.get(r["model"], len(order)), r["name"]))
+    text = json.dumps({"weights": ordered}, indent=1) + "\n"
+    atomic_write(manifest, lambda f: f.write(text.encode()))
+    return made
+
+
+def cards_table(names: list[str] | None = None) -> str:
+    """The README's model cards: one Markdown row per released file."""
+    lines = ["| weights | test error (%) | train error (%) | params | multiply-adds | file | trained by |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for name in names if names is not None else list_weights():
+        e = weights_entry(name)
+        m = e.meta
+        lines.append(f"| `{e.name}` | {m['test_error']:.2f} | {m['train_error']:.2f} | {m['params'] / 1e6:.3f}M | "
+                     f"{m['macs'] / 1e6:.1f}M | {e.size / 1e6:.2f} MB | `{m['command']}` |")
+    return "\n".join(lines)
+
+
+def publish(out_dir: Path) -> list[Path]:
+    """Copy every released file to ``out_dir`` under its release name, with a ``SHA256SUMS`` file: the folder's
+    contents are what goes to the release server. Each copy is checked against the registry first."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, sums = [], []
+    for name in list_weights():
+        e = weights_entry(name)
+        src = REPO_ROOT / e.file
+        if not src.is_file():
+            raise ResNetLabError(f"{src} is missing: publish from a clone that holds the committed runs")
+        digest = hashlib.sha256(src.read_bytes()).hexdigest()  # the copy is checked again by whoever downloads it
+        if digest != e.sha256:
+            raise ResNetLabError(f"{src} does not match its card (SHA-256 {digest[:16]}..., card {e.sha256[:16]}...)")
+        dst = out_dir / e.url_name
+        data = src.read_bytes()
+        atomic_write(dst, lambda f, data=data: f.write(data))
+        written.append(dst)
+        sums.append(f"{e.sha256}  {e.url_name}")
+    atomic_write(out_dir / "SHA256SUMS", lambda f: f.write(("\n".join(sums) + "\n").encode()))
+    return written
