@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import torch
 
 from .arrays import check_labels
-from .augment import apply_crop_flip, draw_crop_flip
+from .augment import CropFlip, apply_crop_flip, draw_crop_flip
 from .errors import DataError
 
 __all__ = ["BatchLoader", "derive_seed", "rank_slice"]
@@ -132,14 +132,19 @@ class BatchLoader:
         for k in range(start, steps):
             global_idx = order[k * self.batch_size : min((k + 1) * self.batch_size, n)]
             part = rank_slice(int(global_idx.shape[0]), self.rank, self.world_size)
-            idx = global_idx[part]
-            images, labels = self.x[idx], self.y[idx]
-            if self.train and (self.pad or self.flip):
+            draws = None
+            if self.train and (self.pad or self.flip):  # drawn for the global batch, this rank's slice applied
                 draws = draw_crop_flip(
                     int(global_idx.shape[0]), self.pad, self.augmentation_generator(epoch, k), self.flip
-                )
-                images = apply_crop_flip(images, self.pad, draws[part])
-            yield images, labels
+                )[part]
+            yield self.gather(global_idx[part], draws)
+
+    def gather(self, idx: torch.Tensor, draws: CropFlip | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images ``idx`` (augmented with ``draws`` if given) and their labels."""
+        images, labels = self.x[idx], self.y[idx]
+        if draws is not None:
+            images = apply_crop_flip(images, self.pad, draws)
+        return images, labels
 
     def __repr__(self) -> str:
         return (

@@ -97,6 +97,8 @@ class TrainConfig:
     # test predictions (README, Speed), and evaluating costs about 1% of a CIFAR run.
     eval_precision: Precision = "fp32"
     channels_last: bool = True
+    # in-memory data (CIFAR) kept on the training device, augmented there; auto: on CUDA only (same batches)
+    data_on_device: Literal["auto", "on", "off"] = "auto"
     compile: bool = False  # model.compile(): keeps state-dict keys free of "_orig_mod."
     activation_checkpointing: bool = False  # recompute block activations in backward: ResNet-1202 in < 12 GB
     sync_bn: bool = False  # GPU only: PyTorch's SyncBatchNorm has no CPU kernel
@@ -290,6 +292,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.plateau_patience >= 1, f"plateau_patience must be >= 1 evaluation, got {cfg.plateau_patience}"),
         (cfg.plateau_threshold >= 0, f"plateau_threshold must be >= 0, got {cfg.plateau_threshold}"),
         (cfg.loader in ("memory", "stream"), f"loader must be memory or stream, got {cfg.loader!r}"),
+        (cfg.data_on_device in ("auto", "on", "off"), f"data_on_device must be auto, on or off, got "
+                                                       f"{cfg.data_on_device!r}"),
         (cfg.workers >= 0, f"workers must be >= 0, got {cfg.workers}"),
         (cfg.crop_size > 0, f"crop_size must be positive, got {cfg.crop_size}"),
         (len(cfg.scale_range) == 2 and cfg.crop_size <= cfg.scale_range[0] <= cfg.scale_range[1],

@@ -22,6 +22,7 @@ import contextlib
 import errno
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,9 @@ from .tensorboard import TensorBoardSink
 from .trainer import NonFiniteLossError, Trainer
 
 _clock = time.perf_counter  # the engine's clock (tests replace it to pin throughput and cost figures)
+# torch.OutOfMemoryError is torch >= 2.5's name; older ones raise torch.cuda.OutOfMemoryError (a RuntimeError).
+OUT_OF_MEMORY: type[Exception] = getattr(torch, "OutOfMemoryError", getattr(torch.cuda, "OutOfMemoryError",
+                                                                              RuntimeError))
 WEIGHTS_NAME = "model.safetensors"  # a finished run's final weights (safeweights.py): what experiments reuse
 
 
@@ -307,8 +311,8 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
         where = f"the last good checkpoint {last[-1][1]} is intact" if last else "no checkpoint was written yet"
         raise NonFiniteLossError(f"{exc}; training stopped and {where}. Lower the learning rate (--set lr=...), use "
                                  "warm-up (--set warmup=on) or fp32 (--set precision=fp32)") from None
-    except (torch.OutOfMemoryError, RuntimeError) as exc:
-        if not isinstance(exc, torch.OutOfMemoryError) and "out of memory" not in str(exc) \
+    except (OUT_OF_MEMORY, RuntimeError) as exc:
+        if not isinstance(exc, OUT_OF_MEMORY) and "out of memory" not in str(exc) \
                 and "can't allocate memory" not in str(exc):
             raise
         last = ckpt.list_checkpoints(run_dir)
@@ -325,6 +329,14 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
             sink.close()
     barrier(info)
     return _finish(trainer, run_dir, main, cost, eval_precision)
+
+
+def _has_safetensors() -> bool:
+    try:
+        import safetensors  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def save_final_weights(trainer: Trainer, path: Path) -> str:
@@ -362,7 +374,12 @@ def _finish(trainer: Trainer, run_dir: Path, main: bool, cost: dict[str, float],
         "eval_fraction": round((seconds["eval"] + seconds["checkpoint"]) / max(sum(seconds.values()), 1e-9), 4),
     }
     if main:
-        summary["weights_sha256"] = save_final_weights(trainer, run_dir / WEIGHTS_NAME)
+        if _has_safetensors():
+            summary["weights_sha256"] = save_final_weights(trainer, run_dir / WEIGHTS_NAME)
+        else:  # e.g. a borrowed GPU machine's own Python (benchmarks/gpu_check.py)
+            warnings.warn("safetensors is not installed: no model.safetensors written (pip install safetensors); "
+                          "the final checkpoint holds the weights", stacklevel=2)
+            summary["weights"] = None
         atomic_write(run_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
         plot_curves({trainer.cfg.model: rows}, run_dir / "curves.png",
                     test_key="test_error" if trainer.cfg.eval_test else "val_error")

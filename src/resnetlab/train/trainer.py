@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..data import BatchLoader, DataBundle, derive_seed, normalize
 from ..data.arrays import check_labels
+from ..data.resident import ResidentBatchLoader
 from ..data.stream import StreamData, StreamLoader
 from ..errors import ResNetLabError
 from ..inference import inference_copy
@@ -106,13 +107,21 @@ class Trainer:
         self.mean = data.mean.to(self.device)
         self.std = None if data.std is None else data.std.to(self.device)
         self.loader: BatchLoader | StreamLoader
+        self.resident = isinstance(data, DataBundle) and (
+            cfg.data_on_device == "on" or (cfg.data_on_device == "auto" and self.device.type == "cuda"))
+        self.eval_splits: dict[str, tuple[Tensor, Tensor]] = {}
         if isinstance(data, StreamData):  # streamed image folder (issue 5): same batches/resume/rank contract
             self.loader = data.train_loader(cfg.batch_size, cfg.seed, rank=self.info.rank,
                                             world_size=self.info.world_size, pin_memory=self.device.type == "cuda")
         else:
-            self.loader = BatchLoader(data.train_x, data.train_y, cfg.batch_size, cfg.seed, train=True,
-                                      pad=cfg.pad, flip=cfg.flip, rank=self.info.rank,
-                                      world_size=self.info.world_size)
+            loader_args = (data.train_x, data.train_y, cfg.batch_size, cfg.seed, True, cfg.pad, True,
+                           self.info.rank, self.info.world_size, cfg.flip)
+            if self.resident:  # the uint8 data set on the device: no host-to-device copy per step
+                self.loader = ResidentBatchLoader(*loader_args, device=self.device)
+                self.eval_splits = {s: (x.to(self.device), y.to(self.device)) for s, (x, y) in
+                                    (("val", (data.val_x, data.val_y)), ("test", (data.test_x, data.test_y)))}
+            else:
+                self.loader = BatchLoader(*loader_args)
         if cfg.lr_schedule == "plateau" and not self.split_size("val"):
             raise ConfigError("lr_schedule=plateau watches the validation error, but there is no validation split: "
                               "set val_size > 0 (or use a folder with val/ and loader=stream)")
@@ -200,7 +209,8 @@ class Trainer:
             return evaluate_stream(model, self.data, split, "center", batch_size=self.cfg.eval_batch_size,
                                    device=self.device, precision=precision,
                                    channels_last=self.cfg.channels_last, info=self.info)
-        x, y = (self.data.val_x, self.data.val_y) if split == "val" else (self.data.test_x, self.data.test_y)
+        x, y = self.eval_splits.get(split) or (
+            (self.data.val_x, self.data.val_y) if split == "val" else (self.data.test_x, self.data.test_y))
         return evaluate(model, x, y, self.mean, self.std, batch_size=self.cfg.eval_batch_size,
                         device=self.device, precision=precision, channels_last=self.cfg.channels_last,
                         info=self.info)
