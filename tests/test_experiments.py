@@ -146,6 +146,10 @@ def test_findings_are_margins_judged_against_the_seed_noise() -> None:
     assert findings(runs, noise=(1.0, 1.0))[3]["verdict"] == "reversed"
     runs["plain56"] = rec("plain56", 40.5)
     assert findings(runs, noise=(1.0, 1.0))[0]["verdict"] == "tie"
+    # no noise measured at the budget: a margin has a direction, never "shown"
+    f = findings(runs, noise=None)
+    assert [x["verdict"] for x in f] == ["leaning", "leaning", "leaning", "reversed"]
+    assert not any(x["holds"] for x in f) and f[0]["noise"] is None
 
 
 def test_response_stds_equal_a_direct_computation_over_batches() -> None:
