@@ -371,3 +371,17 @@ def test_release_remakes_the_committed_card_exactly_and_publish_writes_the_uploa
     sums = dict(line.split("  ")[::-1] for line in (tmp_path / "upload" / "SHA256SUMS").read_text().splitlines())
     assert all(hashlib.sha256((tmp_path / "upload" / k).read_bytes()).hexdigest() == v for k, v in sums.items())
     assert release.cards_table().count("\n") == len(RELEASED) + 1
+
+
+def test_cli_lists_cards_and_exports_by_weights_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["weights"]) == 0
+    table = capsys.readouterr().out
+    assert all(f"`{n}`" in table for n in RELEASED) and "| weights | test error (%)" in table
+    out = tmp_path / "r20.pt2"
+    assert main(["export", "--weights", WEIGHTS20, "--format", "pt2", "--out", str(out)]) == 0
+    assert "max |exported - eager|" in capsys.readouterr().out
+    program = torch.export.load(str(out)).module()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(program(x), resnetlab.create_model("resnet20", weights=WEIGHTS20)(x),
+                                   atol=1e-4, rtol=1e-4)
