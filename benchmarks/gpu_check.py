@@ -20,14 +20,16 @@ matplotlib, downloads nothing, and stops within ``--minutes``. It prints one tab
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import math
 import os
 import socket
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from resnetlab.data import BatchLoader, DataBundle, load_dataset, make_bundle, normalize  # noqa: E402
+from resnetlab.errors import ResNetLabError  # noqa: E402
 from resnetlab.inference import inference_copy  # noqa: E402
 from resnetlab.models import create_model, list_weights, weights_entry  # noqa: E402
 from resnetlab.train import TrainConfig, fit, resolve_config  # noqa: E402
@@ -102,9 +105,15 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def tf32_off() -> None:
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+@contextlib.contextmanager
+def tf32_off() -> Iterator[None]:
+    """TF32 off for the parity checks only: training keeps PyTorch's defaults (cuDNN's TF32 on)."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def fast_half(device: torch.device) -> str:
@@ -123,7 +132,7 @@ def trained_resnet20(bundle: DataBundle, device: torch.device, report: Report) -
         model, _ = load_model(REPO / weights_entry(name).file, weights_entry(name).sha256)
         report.add("model for the parity checks", f"released {name}", ok=True)
         return model
-    except (ImportError, IndexError, OSError) as exc:
+    except (ImportError, IndexError, OSError, ResNetLabError) as exc:  # no safetensors, no runs/, a damaged file
         steps = 300 if device.type == "cuda" else 20
         cfg = TrainConfig(model="resnet20", data="-", device=str(device), precision="fp32", max_iters=steps,
                           milestones=(steps,), val_size=0)
@@ -136,7 +145,11 @@ def trained_resnet20(bundle: DataBundle, device: torch.device, report: Report) -
 
 # --- 1. parity ------------------------------------------------------------------------------------------------------
 def check_parity(bundle: DataBundle, device: torch.device, size: Size, report: Report) -> None:
-    tf32_off()
+    with tf32_off():
+        _parity(bundle, device, size, report)
+
+
+def _parity(bundle: DataBundle, device: torch.device, size: Size, report: Report) -> None:
     model = trained_resnet20(bundle, device, report)
     mean = bundle.mean
     x = normalize(bundle.test_x[:64], mean)
@@ -233,9 +246,11 @@ def check_speed(bundle: DataBundle, device: torch.device, size: Size, clock: Clo
 
 # --- 3. the paper's schedule -----------------------------------------------------------------------------------------
 def check_schedule(data: str, device: torch.device, size: Size, best: dict[str, tuple[float, dict]], clock: Clock,
-                   report: Report, reserve: float, model: str, progress: bool) -> None:
-    cfg = resolve_config("cifar10_paper", [f"model={model}", f"data={data}", f"device={device}",
-                                           "data_on_device=on"], size.schedule_scale)
+                   report: Report, reserve: float, model: str, progress: bool, cache_dir: str | None) -> None:
+    pairs = [f"model={model}", f"data={data}", f"device={device}", "data_on_device=on"]
+    if cache_dir:
+        pairs.append(f"cache_dir={cache_dir}")
+    cfg = resolve_config("cifar10_paper", pairs, size.schedule_scale)
     check = f"paper schedule, {model}, {cfg.max_iters:,} iterations"
     if model not in best:
         report.add(check, "not run: no speed measured for it", ok=None)
@@ -252,8 +267,15 @@ def check_schedule(data: str, device: torch.device, size: Size, best: dict[str, 
         start = time.perf_counter()
         result = fit(cfg, Path(tmp) / "run", progress=progress)
         wall = time.perf_counter() - start
-    report.add(check, f"test error {result.test_error:.2f}%, training error {result.train_error:.2f}%, wall "
-               f"{wall / 60:.1f} min ({mode['precision']}{', compile' if mode['compile_'] else ''})", ok=True)
+    err = result.test_error
+    # The paper's ResNet-20 ends near 8.75% on the official files; the JPEG copy costs some: a broken CUDA path
+    # does not come near 15%. The dry run's 64 iterations only have to learn something (below 90%).
+    bound = 15.0 if size.schedule_scale >= 1 else 90.0
+    ok = err is not None and math.isfinite(err) and err <= bound
+    shown = "none" if err is None else f"{err:.2f}%"
+    report.add(check, f"test error {shown}, training error {result.train_error:.2f}%, wall "
+               f"{wall / 60:.1f} min ({mode['precision']}{', compile' if mode['compile_'] else ''})",
+               f"test error <= {bound:g}%", ok)
 
 
 # --- 4. DDP ---------------------------------------------------------------------------------------------------------
@@ -320,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     best: dict[str, tuple[float, dict]] = {}
     report.guard("speed", lambda: best.update(check_speed(bundle, device, size, clock, report, reserve)))
     report.guard("paper schedule", lambda: check_schedule(args.data, device, size, best, clock, report, reserve,
-                                                          "resnet20", progress))
+                                                          "resnet20", progress, args.cache_dir))
     report.guard("DDP start", lambda: check_ddp(device, report))
     table = report.markdown()
     head = f"gpu_check on {name}, torch {torch.__version__}: {report.failed} failed"

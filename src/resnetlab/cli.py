@@ -52,6 +52,9 @@ def cmd_weights(args: argparse.Namespace) -> int:
     from . import release
 
     if args.action == "release":
+        if not args.runs or not args.data:
+            raise ResNetLabError("weights release needs the finished runs and --data (the data they were trained "
+                                 "on): resnetlab weights release RUN_DIR... --data DIR")
         made = release.release_runs([Path(d) for d in args.runs], args.data, tag=args.tag)
         for e in made:
             print(f"{e.name}: test error {e.meta['test_error']:.2f}% ({e.meta['test_images']} images, fp32), "
@@ -59,6 +62,8 @@ def cmd_weights(args: argparse.Namespace) -> int:
         print(f"wrote {release.RELEASED}")
         return 0
     if args.action == "publish":
+        if not args.out:
+            raise ResNetLabError("weights publish needs --out DIR (the folder to upload)")
         files = release.publish(Path(args.out))
         print(f"wrote {len(files)} files and SHA256SUMS to {args.out}: upload them to the release at "
               "pretrained.DEFAULT_BASE_URL")

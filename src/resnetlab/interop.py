@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from .data.cache import atomic_write
 from .data.views import ViewSpec
 from .errors import ResNetLabError
-from .models import create_model, list_weights, specs
+from .models import create_model, list_weights, specs, weights_entry
 from .models.weights import load_state_dict, strip_prefixes
 
 __all__ = [
@@ -156,10 +156,12 @@ def save_weights_file(conv: Converted, path: str | Path) -> Path:
 
 def _read(path: Path) -> Any:
     if not path.is_file():
-        names = list_weights()
-        hint = (f"; released weights are named like {names[0]} (`resnetlab weights` lists them)" if names and
-                not path.suffix else "")
-        raise ResNetLabError(f"{path} does not exist{hint}")
+        if "/" not in str(path) and path.suffix not in (".pt", ".pth", ".safetensors", ".ckpt"):
+            try:  # perhaps a mistyped weights name: say the close matches
+                weights_entry(str(path))
+            except ResNetLabError as exc:
+                raise ResNetLabError(f"{path} is neither a file nor released weights: {exc}") from None
+        raise ResNetLabError(f"{path} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, random bytes, or a pickle that would run code

@@ -80,7 +80,9 @@ class Weights:
         """The preprocessing these weights were trained with (the training images' per-pixel mean travels in the
         file): uint8 images, or floats in [0, 1], in; the model's input out."""
         wf = self.load(base_url, progress=False)
-        return ImagePreprocess(wf.mean, wf.std, int(wf.meta["input_size"]))
+        crop = int(wf.meta["input_size"])
+        resize = round(crop * 256 / 224) if wf.meta.get("loader") == "stream" else crop  # Sec. 3.4's test view
+        return ImagePreprocess(wf.mean, wf.std, crop, resize)
 
 
 def get_weights(name: str, model: str | None = None) -> Weights:
@@ -132,28 +134,31 @@ def download(url: str, target: Path, sha256: str, size: int | None = None, *, pr
     from tqdm import tqdm
 
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
     digest, got = hashlib.sha256(), 0
+    tmp: Path | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        tmp = Path(tmp_name)
         with os.fdopen(fd, "wb") as out:
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as resp:
                     length = resp.headers.get("Content-Length")
-                    total = int(length) if length else size
+                    total = int(length) if length and length.isdigit() else size
                     with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress,
                               leave=False) as bar:
                         while chunk := resp.read(CHUNK):
+                            got += len(chunk)
+                            if size is not None and got > size:  # a wrong file: stop before it fills the disk
+                                raise _fail(url, f"the server sends more than the {size} bytes expected", target)
                             out.write(chunk)
                             digest.update(chunk)
-                            got += len(chunk)
                             bar.update(len(chunk))
             except urllib.error.HTTPError as exc:
                 raise _fail(url, f"the server answered HTTP {exc.code} {exc.reason}", target) from None
             except urllib.error.URLError as exc:
                 raise _fail(url, f"no connection ({exc.reason})", target) from None
-            except (http.client.HTTPException, TimeoutError, ConnectionError) as exc:
+            except (http.client.HTTPException, OSError) as exc:  # reset, timeout, TLS error mid-transfer
                 raise _fail(url, f"the transfer broke off after {got} bytes ({type(exc).__name__})",
                             target) from None
             out.flush()
@@ -168,13 +173,17 @@ def download(url: str, target: Path, sha256: str, size: int | None = None, *, pr
         raise WeightsFileError(f"cannot write {target}: {exc.strerror or exc}; free space or point "
                                "$TORCH_HOME at a writable folder. Nothing was written") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     return target
 
 
-def load_pretrained(weights: str, model: str | None = None, *, base_url: str | None = None,
+def load_pretrained(weights: str | os.PathLike[str] | Weights, model: str | None = None, *, base_url: str | None = None,
                     progress: bool = True) -> tuple[nn.Module, WeightsFile]:
     """The network of released weights (a name) or of a resnetlab ``.safetensors`` file, loaded, in eval mode."""
+    if isinstance(weights, Weights):
+        weights = weights.name
+    weights = os.fspath(weights)
     if weights.endswith(".safetensors") or os.sep in weights or Path(weights).is_file():
         wf = load_weights(weights)
         source = weights
@@ -190,8 +199,8 @@ def load_pretrained(weights: str, model: str | None = None, *, base_url: str | N
     return net.eval(), wf
 
 
-def create_model(name: str, weights: str | None = None, *, pretrained: bool = False, base_url: str | None = None,
-                 progress: bool = True, **overrides: Any) -> nn.Module:
+def create_model(name: str, weights: str | os.PathLike[str] | Weights | None = None, *, pretrained: bool = False,
+                 base_url: str | None = None, progress: bool = True, **overrides: Any) -> nn.Module:
     """Build a registered model; with ``weights`` (a released name, its tag, ``"DEFAULT"``, or a ``.safetensors``
     file) or ``pretrained=True`` (the model's default weights), load them. With weights, ``overrides`` must match
     the file (to change the head, call ``reset_classifier(k)`` on the loaded model)."""
@@ -202,7 +211,8 @@ def create_model(name: str, weights: str | None = None, *, pretrained: bool = Fa
     net, wf = load_pretrained(weights, name, base_url=base_url, progress=progress)
     stored = wf.meta.get("model_kwargs", {})
     info = model_info(name)
-    defaults = {k: p.default for k, p in inspect.signature(info.builder).parameters.items()}
+    defaults = {k: p.default for fn in (type(net).__init__, info.builder)  # the builder's defaults win
+                for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
     clash = {k: v for k, v in overrides.items() if stored.get(k, info.kwargs.get(k, defaults.get(k))) != v}
     if clash:
         raise ResNetLabError(f"{weights} were trained with {stored}; {clash} cannot change when loading them "

@@ -95,7 +95,8 @@ def release_runs(run_dirs: list[Path], data: str, manifest: Path = RELEASED, **c
     for entry in made:
         rows[entry.name] = _row(entry)
     order = {m: i for i, m in enumerate(list_models("cifar"))}
-    ordered = sorted(rows.values(), key=lambda r: (order.get(r["model"], len(order)), r["name"]))
+    # by model; within a model the first released stays first (it is what pretrained=True loads): a stable sort
+    ordered = sorted(rows.values(), key=lambda r: order.get(r["model"], len(order)))
     text = json.dumps({"weights": ordered}, indent=1) + "\n"
     atomic_write(manifest, lambda f: f.write(text.encode()))
     return made
@@ -108,7 +109,8 @@ def cards_table(names: list[str] | None = None) -> str:
     for name in names if names is not None else list_weights():
         e = weights_entry(name)
         m = e.meta
-        lines.append(f"| `{e.name}` | {m['test_error']:.2f} | {m['train_error']:.2f} | {m['params'] / 1e6:.3f}M | "
+        train = "-" if m.get("train_error") is None else f"{m['train_error']:.2f}"
+        lines.append(f"| `{e.name}` | {m['test_error']:.2f} | {train} | {m['params'] / 1e6:.3f}M | "
                      f"{m['macs'] / 1e6:.1f}M | {e.size / 1e6:.2f} MB | `{m['command']}` |")
     return "\n".join(lines)
 
@@ -124,11 +126,11 @@ def publish(out_dir: Path) -> list[Path]:
         src = REPO_ROOT / e.file
         if not src.is_file():
             raise ResNetLabError(f"{src} is missing: publish from a clone that holds the committed runs")
-        digest = hashlib.sha256(src.read_bytes()).hexdigest()  # the copy is checked again by whoever downloads it
+        data = src.read_bytes()  # hashed and written from the same read
+        digest = hashlib.sha256(data).hexdigest()
         if digest != e.sha256:
             raise ResNetLabError(f"{src} does not match its card (SHA-256 {digest[:16]}..., card {e.sha256[:16]}...)")
         dst = out_dir / e.url_name
-        data = src.read_bytes()
         atomic_write(dst, lambda f, data=data: f.write(data))
         written.append(dst)
         sums.append(f"{e.sha256}  {e.url_name}")

@@ -26,16 +26,17 @@ class ImagePreprocess(nn.Module):
     - ``uint8`` tensors in 0..255, ``[3, H, W]`` or ``[N, 3, H, W]``;
     - floating-point tensors in [0, 1] (torchvision's ``ToTensor`` convention), same shapes;
     - ``uint8`` numpy arrays ``[H, W, 3]`` or ``[N, H, W, 3]``, and PIL images.
-    Images whose side is not ``crop`` are resized (shorter side to ``crop``, antialiased) and center-cropped, as
-    ``resnetlab predict`` does with image files. Floats outside [0, 1] are refused: they are 0..255 pixels or
-    already normalised, and either would give wrong predictions with no warning.
+    Images whose side is not ``crop`` are resized (shorter side to ``resize``, antialiased) and center-cropped, as
+    ``resnetlab predict`` forms the center view of image files. Floats outside [0, 1] are refused: they are 0..255
+    pixels or already normalised, and either would give wrong predictions with no warning.
     """
 
     mean: Tensor
     std: Tensor | None
 
-    def __init__(self, mean: Tensor, std: Tensor | None, crop: int) -> None:
+    def __init__(self, mean: Tensor, std: Tensor | None, crop: int, resize: int | None = None) -> None:
         super().__init__()
+        self.resize = int(resize or crop)  # shorter side before the center crop (ImageNet-style: 256/224 x crop)
         self.register_buffer("mean", mean.detach().float().clone())  # 0..255 units, [3, crop, crop] or [3, 1, 1]
         self.register_buffer("std", None if std is None else std.detach().float().clone())
         self.crop = int(crop)
@@ -74,8 +75,8 @@ class ImagePreprocess(nn.Module):
         x = self.as_tensor(images)
         single = x.dim() == 3
         batch = x[None] if single else x
-        if tuple(batch.shape[-2:]) != (self.crop, self.crop):
-            batch = torch.stack([center_crop(resize_shorter(img, self.crop, to_uint8=False), self.crop)
+        if tuple(batch.shape[-2:]) != (self.crop, self.crop):  # as `resnetlab predict` forms its center view
+            batch = torch.stack([center_crop(resize_shorter(img, self.resize, to_uint8=False), self.crop)
                                  for img in batch])
         out = batch - self.mean.to(batch.device)
         if self.std is not None:

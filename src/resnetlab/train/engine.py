@@ -227,8 +227,10 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
                 say(f"warning: this run trained in {before} up to iteration {trainer.iteration} and continues in "
                     f"{trainer.precision} (precision={cfg.precision} on this machine), so it will not be bit-exact "
                     f"with an uninterrupted run; --set precision={before} keeps {before}")
-    if main and found is None and trainer.init_note:
-        say(trainer.init_note)
+    if found is None and cfg.init:  # a new run from trained weights; a resumed one never reads them again
+        note = trainer.initialise_from(cfg.init)
+        if main:
+            say(note)
     sinks: list[MetricsSink] = []  # rank 0 writes the metrics: metrics.jsonl, and TensorBoard if asked for
     if main:  # only now: a resume refused above has changed nothing
         if found is not None:

@@ -1,36 +1,49 @@
 """``resnetlab train --init NAME_OR_FILE``: start a run from trained weights (fine-tuning).
 
-The backbone must fit exactly. The classifier is kept when the class counts agree and replaced by a new, randomly
-initialised head when they differ (CIFAR-10 weights fine-tuned on CIFAR-100), which the run's log says.
+The backbone must be the same network: where the source records what it was trained as (released weights, a
+``.safetensors`` file, a resnetlab checkpoint or converted file), another model or other options than the class
+count are refused, even when the tensors happen to fit (plain-20 and ResNet-20 with option A have the same
+parameters). The classifier is kept when the class counts agree and replaced by a new, randomly initialised head
+when they differ (CIFAR-10 weights fine-tuned on CIFAR-100), which the run's log says. Only a new run is
+initialised: a resumed one continues from its checkpoint and never reads the source again.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor, nn
 
 from ..errors import ResNetLabError
 from ..models import list_weights, weights_entry
 from ..models.weights import IncompatibleWeightsError, load_state_dict, read_state_dict, strip_prefixes
-from ..pretrained import load_entry
-from ..safeweights import load_weights
+from .config import TrainConfig
 
 
-def read_init(source: str) -> tuple[dict[str, Tensor], str | None]:
+def read_init(source: str) -> tuple[dict[str, Tensor], str | None, dict[str, Any] | None]:
     """The state dict of ``source`` (a released weights name, a ``.safetensors`` file, a resnetlab checkpoint or
-    weights file, a bare state dict) and the model it was trained as, where the file says."""
+    weights file, a bare state dict), and the model and options it was trained as where the file says."""
     path = Path(source)
     if not path.exists() and source in list_weights():
+        from ..pretrained import load_entry
+
         wf = load_entry(weights_entry(source))
-        return wf.state_dict, wf.meta.get("model")
+        return wf.state_dict, wf.meta.get("model"), wf.meta.get("model_kwargs")
     if not path.is_file():
         raise ResNetLabError(f"--init {source}: no such file and no released weights of that name (`resnetlab "
                              "weights` lists them)")
     if path.suffix == ".safetensors":
+        from ..safeweights import load_weights
+
         wf = load_weights(path)
-        return wf.state_dict, wf.meta.get("model")
-    return read_state_dict(path), None
+        return wf.state_dict, wf.meta.get("model"), wf.meta.get("model_kwargs")
+    from ..interop import load_model_file, model_file_kind
+
+    if model_file_kind(path) is not None:  # a training checkpoint (checksum verified) or a converted file
+        loaded = load_model_file(path)
+        return loaded.model.state_dict(), loaded.name, loaded.model_kwargs
+    return read_state_dict(path), None, None
 
 
 def _head_keys(model: nn.Module) -> tuple[str, str]:
@@ -39,9 +52,20 @@ def _head_keys(model: nn.Module) -> tuple[str, str]:
     return f"{name}.weight", f"{name}.bias"
 
 
-def initialise(model: nn.Module, model_name: str, source: str) -> str:
+def initialise(model: nn.Module, cfg: TrainConfig, source: str) -> str:
     """Load ``source`` into ``model`` (in place); returns the sentence the run's log shows."""
-    state, trained_as = read_init(source)
+    state, trained_as, trained_kwargs = read_init(source)
+    if trained_as is not None:
+        theirs_kw = {k: v for k, v in (trained_kwargs or {}).items() if k != "num_classes"}
+        ours_kw = {k: v for k, v in cfg.model_kwargs.items() if k != "num_classes"}
+        if trained_as != cfg.model or theirs_kw != ours_kw:
+            def desc(name: str, kw: dict[str, Any]) -> str:
+                return name + (f" ({', '.join(f'{k}={v}' for k, v in kw.items())})" if kw else "")
+
+            raise IncompatibleWeightsError(
+                f"--init {source} holds a {desc(trained_as, theirs_kw)}, not a {desc(cfg.model, ours_kw)}: train "
+                f"--model {trained_as}{''.join(f' --set model.{k}={v}' for k, v in theirs_kw.items())}, or pick "
+                f"weights of {cfg.model}")
     state = strip_prefixes(state)
     own = model.state_dict()
     keys = _head_keys(model)
@@ -49,12 +73,7 @@ def initialise(model: nn.Module, model_name: str, source: str) -> str:
     replaced = theirs is not None and tuple(theirs.shape) != tuple(own[keys[0]].shape)
     if replaced:  # the new head keeps its fresh initialisation
         state = {**state, **{k: own[k] for k in keys}}
-    try:
-        load_state_dict(model, state, source=f"--init {source}")
-    except IncompatibleWeightsError as exc:
-        hint = (f" It holds a {trained_as}: train --model {trained_as}, or pick weights of {model_name}"
-                if trained_as and trained_as != model_name else "")
-        raise IncompatibleWeightsError(f"{exc}.{hint}") from None
+    load_state_dict(model, state, source=f"--init {source}")
     what = f"{trained_as}, " if trained_as else ""
     if replaced:
         assert theirs is not None

@@ -17,7 +17,8 @@ from .config import TrainConfig
 # nothing changes while every file decodes). eval_precision is not among them: a run's recorded errors are all
 # measured in one precision (fp32 unless set), which every evaluation row and the summary name.
 RESUMABLE_CHANGES = {"device", "threads", "eval_batch_size", "cache_dir", "data", "compile", "precision",
-                     "channels_last", "workers", "skip_bad", "tensorboard", "data_on_device"}
+                     "channels_last", "workers", "skip_bad", "tensorboard", "data_on_device",
+                     "init"}  # read once, when the run starts: a resume continues from its checkpoint
 
 
 def config_differences(a: TrainConfig, b: TrainConfig) -> list[str]:

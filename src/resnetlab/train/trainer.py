@@ -81,8 +81,6 @@ class Trainer:
             for split, y in (("training", data.train_y), ("validation", data.val_y), ("test", data.test_y)):
                 check_labels(y, data.num_classes, f"{split} labels")
         model = build_model(cfg, data.num_classes)
-        # Fine-tuning: trained weights over the fresh ones (a resumed run's checkpoint replaces both).
-        self.init_note = initialise(model, cfg.model, cfg.init) if cfg.init else None
         self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         model = model.to(self.device, memory_format=self.fmt)
         if cfg.sync_bn and self.info.enabled:
@@ -107,6 +105,9 @@ class Trainer:
         self.mean = data.mean.to(self.device)
         self.std = None if data.std is None else data.std.to(self.device)
         self.loader: BatchLoader | StreamLoader
+        if cfg.data_on_device == "on" and not isinstance(data, DataBundle):
+            raise ConfigError("data_on_device=on keeps in-memory (CIFAR-sized) data on the device; a streamed folder "
+                              "(loader=stream) is decoded by workers on the host: use data_on_device=auto or off")
         self.resident = isinstance(data, DataBundle) and (
             cfg.data_on_device == "on" or (cfg.data_on_device == "auto" and self.device.type == "cuda"))
         self.eval_splits: dict[str, tuple[Tensor, Tensor]] = {}
@@ -140,6 +141,11 @@ class Trainer:
         self.bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self.last_lr = cfg.lr  # the lr of the latest step (logged; warm-up may end right after it)
         self.iteration = 0
+
+    def initialise_from(self, source: str) -> str:
+        """Fine-tuning: trained weights over the fresh ones, for a new run only (``train --init``); returns the
+        sentence for the log. Every rank loads the same file, so the ranks stay equal."""
+        return initialise(self.model, self.cfg, source)
 
     @property
     def steps_per_epoch(self) -> int:
