@@ -39,8 +39,11 @@ def summarise(records: list[RunRecord]) -> list[dict[str, object]]:
 
 
 def run(ctx: Context, include_1202: bool = False, seeds: int | None = None) -> Path:
-    n_seeds = seeds or ctx.budget.seeds
-    specs_ = [RunSpec(f"resnet{d}", seed) for d in depths(ctx.budget.name, include_1202) for seed in range(n_seeds)]
+    def n_seeds(model: str) -> int:
+        return seeds or max(ctx.budget.seeds, ctx.budget.more_seeds.get(model, 0))
+
+    specs_ = [RunSpec(m, seed) for m in (f"resnet{d}" for d in depths(ctx.budget.name, include_1202))
+              for seed in range(n_seeds(m))]
     records = ctx.train(specs_)
     rows = summarise(records)
     lines = ["| net | params | seeds | best (%) | mean ± std (%) | paper (%) |", "|---|---:|---:|---:|---:|---:|"]
