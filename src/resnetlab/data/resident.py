@@ -47,8 +47,7 @@ class ResidentBatchLoader(BatchLoader):
                  device: torch.device | str = "cpu") -> None:
         super().__init__(x, y, batch_size, seed, train, pad, drop_last, rank, world_size, flip)
         self.device = torch.device(device)
-        self.augments = train and (pad > 0 or flip)
-        store = F.pad(x, (pad,) * 4) if self.augments and pad else x
+        store = F.pad(x, (pad,) * 4) if train and pad else x  # padded once: training batches crop from it
         self.store = store.to(self.device).contiguous()
         self.labels = y.to(self.device)
 

@@ -115,14 +115,15 @@ class Trainer:
             self.loader = data.train_loader(cfg.batch_size, cfg.seed, rank=self.info.rank,
                                             world_size=self.info.world_size, pin_memory=self.device.type == "cuda")
         else:
-            loader_args = (data.train_x, data.train_y, cfg.batch_size, cfg.seed, True, cfg.pad, True,
-                           self.info.rank, self.info.world_size, cfg.flip)
+            loader_args = {"x": data.train_x, "y": data.train_y, "batch_size": cfg.batch_size, "seed": cfg.seed,
+                           "train": True, "pad": cfg.pad, "flip": cfg.flip, "rank": self.info.rank,
+                           "world_size": self.info.world_size}
             if self.resident:  # the uint8 data set on the device: no host-to-device copy per step
-                self.loader = ResidentBatchLoader(*loader_args, device=self.device)
+                self.loader = ResidentBatchLoader(**loader_args, device=self.device)
                 self.eval_splits = {s: (x.to(self.device), y.to(self.device)) for s, (x, y) in
                                     (("val", (data.val_x, data.val_y)), ("test", (data.test_x, data.test_y)))}
             else:
-                self.loader = BatchLoader(*loader_args)
+                self.loader = BatchLoader(**loader_args)
         if cfg.lr_schedule == "plateau" and not self.split_size("val"):
             raise ConfigError("lr_schedule=plateau watches the validation error, but there is no validation split: "
                               "set val_size > 0 (or use a folder with val/ and loader=stream)")
