@@ -49,15 +49,36 @@ def _params(name: str) -> list:
 
 
 # --- the registry and the committed files ---------------------------------------------------------------------------
-def test_every_campaign_resnet_of_the_committed_runs_is_released() -> None:
-    """A finished committed run of seed 0 with the default options is released, and every release is such a run."""
-    runs = sorted(p for p in (REPO / "runs" / "medium").glob("*-s0-*") if (p / "model.safetensors").is_file())
-    finished = {json.loads((p / "summary.json").read_text())["model"]: p for p in runs
-                if not json.loads((p / "config.json").read_text())["model_kwargs"]}
-    assert WEIGHTS20 in RELEASED
-    assert {weights_entry(n).model for n in RELEASED} == set(finished)
-    for name in RELEASED:
-        assert weights_entry(name).meta["run"] == finished[weights_entry(name).model].relative_to(REPO).as_posix()
+def test_every_finished_committed_run_is_released_under_the_name_of_its_origin() -> None:
+    """Every finished committed run is released and every release is one; seed 0 of option A (Fig. 6's run) is the
+    model's default, other seeds and shortcut options are named after the experiment that trained them."""
+    from resnetlab import release
+
+    runs = sorted(p for p in (REPO / "runs" / "medium").iterdir() if (p / "model.safetensors").is_file())
+    by_run = {weights_entry(n).meta["run"]: n for n in RELEASED}
+    assert sorted(by_run) == [p.relative_to(REPO).as_posix() for p in runs] and len(by_run) == len(RELEASED)
+    for run in runs:
+        config = json.loads((run / "config.json").read_text())
+        tag, command = release.medium_origin(config["model"], config["model_kwargs"], config["seed"])
+        entry = weights_entry(by_run[run.relative_to(REPO).as_posix()])
+        assert (entry.name, entry.meta["command"], entry.meta["seed"]) == (f"{config['model']}.{tag}", command,
+                                                                           config["seed"])
+        if tag == release.DEFAULT_TAG:
+            assert weights_entry("DEFAULT", entry.model) == entry
+    assert WEIGHTS20 in RELEASED and f"{WEIGHTS20}_seed1" in RELEASED
+
+
+def test_origin_names_seeds_and_shortcut_options() -> None:
+    from resnetlab.release import medium_origin
+
+    data = "--budget medium --data ../shared/data/cifar10-jpeg"
+    assert medium_origin("resnet56", {}, 0) == ("cifar10jpeg_medium",
+                                                f"resnetlab reproduce degradation {data} --only resnet56")
+    assert medium_origin("resnet110", {}, 1) == ("cifar10jpeg_medium_seed1",
+                                                 f"resnetlab reproduce table6 {data} --only resnet110")
+    assert medium_origin("resnet20", {"shortcut": "B"}, 0) == (
+        "cifar10jpeg_medium_shortcutB", f"resnetlab reproduce shortcuts {data} --model resnet20")
+    assert medium_origin("resnet20", {"shortcut": "C"}, 2)[0] == "cifar10jpeg_medium_shortcutC_seed2"
 
 
 @pytest.mark.parametrize("name", RELEASED)
@@ -79,7 +100,7 @@ def test_card_matches_its_file(name: str) -> None:
 def test_names_resolve_and_unknown_names_say_what_exists(capsys: pytest.CaptureFixture[str]) -> None:
     assert weights_entry("DEFAULT", "resnet20").name == WEIGHTS20
     assert weights_entry("cifar10jpeg_medium", "resnet20").name == WEIGHTS20
-    assert list_weights("resnet20") == [WEIGHTS20]
+    assert list_weights("resnet20") == [WEIGHTS20, f"{WEIGHTS20}_seed1"]  # the default first
     with pytest.raises(UnknownWeightsError, match=r"did you mean resnet20\.cifar10jpeg_medium"):
         weights_entry("resnet20.cifar10jpg_medium")
     with pytest.raises(UnknownWeightsError, match="are for resnet20, not plain20"):

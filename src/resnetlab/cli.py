@@ -241,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "runs, measuring each file's test error; publish OUT: the files as uploaded")
     p.add_argument("runs", nargs="*", metavar="RUN_DIR", help="release: the finished runs")
     p.add_argument("--data", help="release: the data the runs were trained on (its test split is evaluated)")
-    p.add_argument("--tag", default="cifar10jpeg_medium", help="release: the name's tag (<model>.<tag>)")
+    p.add_argument("--tag", default=None,
+                   help="release: the name's tag (<model>.<tag>; default cifar10jpeg_medium, with _seedN for "
+                        "seeds other than 0 and _shortcutB/C for those options)")
     p.add_argument("--out", help="publish: the folder to write")
     p.set_defaults(func=cmd_weights)
 

@@ -25,8 +25,7 @@ from .train.report import DEFAULT_EVAL_BATCH, evaluate_checkpoint
 __all__ = ["DEFAULT_TAG", "cards_table", "make_card", "publish", "release_runs"]
 
 DEFAULT_TAG = "cifar10jpeg_medium"
-# What trained the committed runs; {model} is filled in.
-DEFAULT_COMMAND = "resnetlab reproduce degradation --budget medium --data ../shared/data/cifar10-jpeg --only {model}"
+_MEDIUM = "--budget medium --data ../shared/data/cifar10-jpeg"
 DEFAULT_DATA_NAME = "CIFAR-10, the JPEG (quality 75) copy in ../shared/data/cifar10-jpeg (45k train / 5k val split)"
 
 
@@ -38,9 +37,21 @@ def _repo_relative(path: Path) -> str:
                              "runs' own bytes") from None
 
 
-def make_card(run_dir: Path, data: str, *, tag: str = DEFAULT_TAG, data_name: str = DEFAULT_DATA_NAME,
-              command: str = DEFAULT_COMMAND, progress: bool = False) -> WeightsEntry:
-    """The registry entry (with its card) of the finished run in ``run_dir``, its test error measured now."""
+def medium_origin(model: str, kwargs: dict[str, Any], seed: int) -> tuple[str, str]:
+    """The name's tag and the command that trained a committed medium run: seed 0 of option A is Fig. 6's run (the
+    default weights); other seeds come from Table 6, other shortcut options from the shortcut comparison."""
+    shortcut = kwargs.get("shortcut", "A")
+    tag = DEFAULT_TAG + (f"_shortcut{shortcut}" if shortcut != "A" else "") + (f"_seed{seed}" if seed else "")
+    if shortcut != "A":
+        seeds = f" --seeds {seed + 1}" if seed else ""
+        return tag, f"resnetlab reproduce shortcuts {_MEDIUM} --model {model}{seeds}"
+    return tag, f"resnetlab reproduce {'table6' if seed else 'degradation'} {_MEDIUM} --only {model}"
+
+
+def make_card(run_dir: Path, data: str, *, tag: str | None = None, data_name: str = DEFAULT_DATA_NAME,
+              command: str | None = None, progress: bool = False) -> WeightsEntry:
+    """The registry entry (with its card) of the finished run in ``run_dir``, its test error measured now. The tag
+    and the command default to :func:`medium_origin`'s."""
     run_dir = Path(run_dir)
     path = run_dir / "model.safetensors"
     try:
@@ -55,7 +66,8 @@ def make_card(run_dir: Path, data: str, *, tag: str = DEFAULT_TAG, data_name: st
                                      progress=progress)
     kwargs = dict(meta.get("model_kwargs", {}))
     cost = complexity(meta["model"], **kwargs)
-    name = f"{meta['model']}.{tag}"
+    origin_tag, origin_command = medium_origin(meta["model"], kwargs, int(meta.get("seed") or 0))
+    name = f"{meta['model']}.{tag or origin_tag}"
     card: dict[str, Any] = {
         "test_error": round(report["top1_error"], 2),
         "test_top5_error": round(report["top5_error"], 2),
@@ -77,7 +89,7 @@ def make_card(run_dir: Path, data: str, *, tag: str = DEFAULT_TAG, data_name: st
                           "mean": "the training images' per-pixel mean, in 0..255 units (stored in the file)"
                           if meta.get("normalize") == "pixel" else "per-channel mean/std (stored in the file)",
                           "inputs": "RGB, uint8 0..255 or float in [0, 1]; see Weights.transforms()"},
-        "command": command.format(model=meta["model"]),
+        "command": command or origin_command,
         "run": _repo_relative(run_dir),
     }
     return WeightsEntry(name, meta["model"], kwargs, _repo_relative(path), wf.sha256, path.stat().st_size, card)
@@ -95,8 +107,9 @@ def release_runs(run_dirs: list[Path], data: str, manifest: Path = RELEASED, **c
     for entry in made:
         rows[entry.name] = _row(entry)
     order = {m: i for i, m in enumerate(list_models("cifar"))}
-    # by model; within a model the first released stays first (it is what pretrained=True loads): a stable sort
-    ordered = sorted(rows.values(), key=lambda r: order.get(r["model"], len(order)))
+    # by model; within a model the DEFAULT_TAG entry first (it is what pretrained=True loads), then as released
+    ordered = sorted(rows.values(), key=lambda r: (order.get(r["model"], len(order)),
+                                                   r["name"] != f"{r['model']}.{DEFAULT_TAG}"))
     text = json.dumps({"weights": ordered}, indent=1) + "\n"
     atomic_write(manifest, lambda f: f.write(text.encode()))
     return made
