@@ -16,7 +16,7 @@ from resnetlab.data import normalize
 from resnetlab.experiments import EXPERIMENTS, reproduce
 from resnetlab.experiments.degradation import findings
 from resnetlab.experiments.responses import layer_response_stds
-from resnetlab.experiments.runner import RunRecord
+from resnetlab.experiments.runner import RunRecord, run_times
 from resnetlab.models import create_model
 from train_utils import synthetic_arrays, write_image_folder
 
@@ -128,6 +128,16 @@ def test_interrupted_experiment_resumes_and_reuses(data: Path, tmp_path: Path,
     assert counted["n"] == 9
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert [r["iterations"] for r in runs] == [6, 6, 6]
+    assert all(r["seconds"] > 0 for r in runs) and "h in all" in (out / "results.md").read_text()
+
+
+def test_run_times_list_each_run_and_the_total() -> None:
+    runs = [RunRecord("resnet20", "resnet20", 0, 10, 1.0, None, 2.0, 1, "", {}, 1800.0),
+            RunRecord("resnet20", "resnet20-shortcutB", 1, 10, 1.0, None, 2.0, 1, "", {}, 5400.0),
+            RunRecord("plain20", "plain20", 0, 10, 1.0, None, 2.0, 1, "", {})]  # no time recorded: left out
+    line = run_times(runs)
+    assert line.endswith(": resnet20 s0 30 min, resnet20-shortcutB s1 90 min; 2.0 h in all")
+    assert run_times(runs[2:]) == ""
 
 
 def test_findings_are_margins_judged_against_the_seed_noise() -> None:

@@ -224,11 +224,25 @@ class RunRecord:
     params: int
     run_dir: str
     options: dict[str, Any]
+    seconds: float | None = None  # training + evaluation + checkpointing, as the run recorded it (summary.json)
 
     @classmethod
     def from_result(cls, spec: RunSpec, r: RunResult) -> RunRecord:
+        spent = r.summary.get("seconds")
+        seconds = round(sum(spent.values()), 1) if isinstance(spent, dict) else None
         return cls(spec.model, spec.label, spec.seed, r.iterations, r.train_error, r.val_error, r.test_error,
-                   int(r.summary["params"]), str(r.run_dir), dict(spec.model_kwargs))
+                   int(r.summary["params"]), str(r.run_dir), dict(spec.model_kwargs), seconds)
+
+
+def run_times(runs: Sequence[RunRecord]) -> str:
+    """One line for results.md: each run's recorded time and the total (what re-running the experiment costs)."""
+    timed = [r for r in runs if r.seconds is not None]
+    if not timed:
+        return ""
+    each = ", ".join(f"{r.label} s{r.seed} {r.seconds / 60:.0f} min" for r in timed)
+    total = sum(r.seconds for r in timed) / 3600
+    return (f"- run time (training and evaluation, as each run recorded it; other work shared the cores during some "
+            f"runs, so these are upper bounds): {each}; {total:.1f} h in all")
 
 
 def machine() -> str:
@@ -273,6 +287,7 @@ def write_results(ctx: Context, title: str, body_md: str, runs: Sequence[RunReco
         f"- evaluation: every recorded validation and test error was measured in "
         f"{resolve_precision(cfg.eval_precision, cfg.device)}",
         f"- machine: {machine()}",
+        *([line] if (line := run_times(runs)) else []),
         f"- finished: {now}",
         "",
     ]
