@@ -11,7 +11,9 @@ import pytest
 
 from data_utils import REPO, real_data
 from resnetlab.experiments import reproduce
+from resnetlab.experiments.runner import Context, RunSpec, get_budget
 from resnetlab.safeweights import load_weights
+from resnetlab.train.checkpoint import latest_checkpoint, list_checkpoints
 
 RUNS = REPO / "runs"
 CIFAR_EXPERIMENTS = ("degradation", "table6", "responses", "shortcuts")
@@ -19,6 +21,12 @@ CIFAR_EXPERIMENTS = ("degradation", "table6", "responses", "shortcuts")
 
 def committed() -> list[Path]:
     return sorted(p.parent for p in (RUNS / "medium").glob("*/summary.json"))
+
+
+def unfinished() -> list[Path]:
+    """Runs committed with their newest checkpoint to continue in the next session (a long run spans sessions)."""
+    return sorted(p.parent for budget in ("medium", "paper") for p in (RUNS / budget).glob("*/config.json")
+                  if not (p.parent / "summary.json").is_file())
 
 
 def test_committed_runs_are_complete_records() -> None:
@@ -31,8 +39,25 @@ def test_committed_runs_are_complete_records() -> None:
         wf = load_weights(run / "model.safetensors", summary["weights_sha256"])
         assert wf.meta["iterations"] == summary["iterations"] == 6_400, run
         assert summary["eval_precision"] == "fp32"
-    total = sum(f.stat().st_size for run in runs for f in run.iterdir())
+    total = sum(f.stat().st_size for f in RUNS.rglob("*") if f.is_file())
     assert total < 60 * 2**20  # the budget for everything the campaign and the released weights add
+
+
+@pytest.mark.slow
+def test_unfinished_committed_runs_are_found_under_their_key_and_continue_from_one_checkpoint(tmp_path: Path) -> None:
+    runs = unfinished()
+    if not runs:
+        pytest.skip("every committed run is finished")
+    for run in runs:
+        ctx = Context("degradation", get_budget(run.parent.name), str(real_data()), tmp_path, RUNS, progress=False)
+        config = json.loads((run / "config.json").read_text())
+        spec = RunSpec(config["model"], config["seed"], tuple(config["model_kwargs"].items()))
+        assert ctx.run_dir(spec) == run  # `resnetlab reproduce ... --budget <its budget>` resumes it
+        found = latest_checkpoint(run, log=pytest.fail)  # the checkpoint loads and verifies
+        assert found is not None and len(list_checkpoints(run)) == 1, run  # one checkpoint: the newest
+        logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        at = found[1]["iteration"]
+        assert 0 < at < config["max_iters"] and max(r["iter"] for r in logged) >= at
 
 
 @pytest.mark.slow
