@@ -59,7 +59,7 @@ def test_every_experiment_at_smoke_budget(data: Path, tmp_path: Path, capsys: py
     nets = {f"plain{d}" for d in (20, 32, 44, 56)} | {f"resnet{d}" for d in (20, 32, 44, 56, 110)}
     _check_runs(out, nets)
     # two panels, one colour per net: plain-20/32/44/56 (C0-C3), ResNet-20/32/44/56/110 (C0-C4)
-    assert_figure(out / "degradation.png", (11, 4.2), curves=[f"C{i}" for i in range(5)], absent=("C5",))
+    assert_figure(out / "degradation.png", (11, 7.6), curves=[f"C{i}" for i in range(5)], absent=("C5",))
     rows = _table_rows((out / "results.md").read_text())
     assert [r[0] for r in rows] == ["plain20", "plain32", "plain44", "plain56", "resnet20", "resnet32", "resnet44",
                                     "resnet56", "resnet110"]
@@ -232,7 +232,8 @@ def test_figures_draw_one_coloured_curve_per_net(tmp_path: Path) -> None:
     nets = ["plain20", "plain56", "resnet20", "resnet56", "resnet110"]
     records = [_record(n, tmp_path / n, k) for k, n in enumerate(nets)]
     # Fig. 6 style: plain-20/56 in the left panel (C0, C1), ResNet-20/56/110 in the right one (C0-C2)
-    assert_figure(degradation.plot(records, tmp_path), (11, 4.2), curves=["C0", "C1", "C2"], absent=("C3",))
+    # (whole runs above, the last 40% zoomed in below)
+    assert_figure(degradation.plot(records, tmp_path), (11, 7.6), curves=["C0", "C1", "C2"], absent=("C3",))
     stds = {n: [1.0 + 0.1 * k + 0.01 * i for i in range(19)] for k, n in enumerate(nets)}
     assert_figure(responses.plot(stds, tmp_path), (7, 7), curves=[f"C{i}" for i in range(5)], absent=("C5",))
     fig = imagenet.plot([("Table 3 nets", records)], tmp_path, "t3.png")

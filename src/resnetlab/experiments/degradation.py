@@ -30,6 +30,9 @@ def nets(budget: str, include: tuple[str, ...] = ()) -> list[str]:
     return names + [n for n in include if n not in names]
 
 
+ZOOM_FROM = 0.6  # the figure's bottom row shows iterations from this fraction of the run to its end
+
+
 def plot(records: list[RunRecord], out: Path) -> Path:
     import matplotlib
 
@@ -40,21 +43,36 @@ def plot(records: list[RunRecord], out: Path) -> Path:
 
     panels = [("plain", [r for r in records if r.model.startswith("plain")]),
               ("ResNet", [r for r in records if r.model.startswith("resnet")])]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for ax, (title, rs) in zip(axes, panels, strict=True):
+    curves = {r.run_dir: read_metrics(Path(r.run_dir) / "metrics.jsonl") for r in records}
+    end = max((row["iter"] for rows in curves.values() for row in rows), default=1)
+    start = ZOOM_FROM * end
+    # Top row: whole runs. Bottom row: the last 40% zoomed in, where the depths separate by a point or two (the
+    # paper's Fig. 6 shows 0-20% error for the same reason).
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.6), sharey="row")
+    tail: list[float] = []
+    for col, (title, rs) in enumerate(panels):
+        top, zoom = axes[0][col], axes[1][col]
         for i, r in enumerate(rs):
-            rows = read_metrics(Path(r.run_dir) / "metrics.jsonl")
+            rows = curves[r.run_dir]
             depth = r.model.removeprefix("plain").removeprefix("resnet")
-            xs, ys = series(rows, "train", "train_error")
-            ax.plot(xs, ys, "--", color=f"C{i}", linewidth=1)
-            xs, ys = series(rows, "eval", "test_error")
-            ax.plot(xs, ys, "-", color=f"C{i}", linewidth=2.2, label=f"{title}-{depth}")
-        ax.set_title(f"{title} nets (dashed: training error, bold: test error)", fontsize=10)
-        ax.set_xlabel("iterations")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("error (%)")
-    axes[0].set_ylim(0, 100)
+            for kind, key, style, width in (("train", "train_error", "--", 1.0), ("eval", "test_error", "-", 2.2)):
+                xs, ys = series(rows, kind, key)
+                label = f"{title}-{depth}" if kind == "eval" else None
+                for ax in (top, zoom):
+                    ax.plot(xs, ys, style, color=f"C{i}", linewidth=width, label=label)
+                tail += [y for x, y in zip(xs, ys, strict=True) if x >= start]
+        top.set_title(f"{title} nets (dashed: training error, bold: test error)", fontsize=10)
+        zoom.set_title(f"the last {1 - ZOOM_FROM:.0%} of training, zoomed in", fontsize=10)
+        zoom.set_xlim(start, end)
+        for ax in (top, zoom):
+            ax.set_xlabel("iterations")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    for row in axes:
+        row[0].set_ylabel("error (%)")
+    axes[0][0].set_ylim(0, 100)
+    if tail:
+        axes[1][0].set_ylim(max(0.0, min(tail) - 1), max(tail) + 1)
     fig.tight_layout()
     path = out / "degradation.png"
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
