@@ -59,7 +59,7 @@ def test_every_finished_committed_run_is_released_under_the_name_of_its_origin()
     assert sorted(by_run) == [p.relative_to(REPO).as_posix() for p in runs] and len(by_run) == len(RELEASED)
     for run in runs:
         config = json.loads((run / "config.json").read_text())
-        tag, command = release.medium_origin(config["model"], config["model_kwargs"], config["seed"])
+        tag, command = release.run_origin(config["model"], config["model_kwargs"], config["seed"])
         entry = weights_entry(by_run[run.relative_to(REPO).as_posix()])
         assert (entry.name, entry.meta["command"], entry.meta["seed"]) == (f"{config['model']}.{tag}", command,
                                                                            config["seed"])
@@ -69,16 +69,18 @@ def test_every_finished_committed_run_is_released_under_the_name_of_its_origin()
 
 
 def test_origin_names_seeds_and_shortcut_options() -> None:
-    from resnetlab.release import medium_origin
+    from resnetlab.release import run_origin
 
     data = "--budget medium --data ../shared/data/cifar10-jpeg"
-    assert medium_origin("resnet56", {}, 0) == ("cifar10jpeg_medium",
+    assert run_origin("resnet56", {}, 0) == ("cifar10jpeg_medium",
                                                 f"resnetlab reproduce degradation {data} --only resnet56")
-    assert medium_origin("resnet110", {}, 1) == ("cifar10jpeg_medium_seed1",
+    assert run_origin("resnet110", {}, 1) == ("cifar10jpeg_medium_seed1",
                                                  f"resnetlab reproduce table6 {data} --only resnet110")
-    assert medium_origin("resnet20", {"shortcut": "B"}, 0) == (
+    assert run_origin("resnet20", {"shortcut": "B"}, 0) == (
         "cifar10jpeg_medium_shortcutB", f"resnetlab reproduce shortcuts {data} --model resnet20")
-    assert medium_origin("resnet20", {"shortcut": "C"}, 2)[0] == "cifar10jpeg_medium_shortcutC_seed2"
+    assert run_origin("resnet20", {"shortcut": "C"}, 2)[0] == "cifar10jpeg_medium_shortcutC_seed2"
+    assert run_origin("resnet20", {}, 0, "paper") == ("cifar10jpeg_paper", "resnetlab reproduce degradation --budget "
+                                                      "paper --data ../shared/data/cifar10-jpeg --only resnet20")
 
 
 @pytest.mark.parametrize("name", RELEASED)
@@ -422,6 +424,12 @@ def test_release_remakes_the_committed_card_exactly_and_publish_writes_the_uploa
     sums = dict(line.split("  ")[::-1] for line in (tmp_path / "upload" / "SHA256SUMS").read_text().splitlines())
     assert all(hashlib.sha256((tmp_path / "upload" / k).read_bytes()).hexdigest() == v for k, v in sums.items())
     assert release.cards_table().count("\n") == len(RELEASED) + 1
+    # a name that already stands for another run is refused, and the manifest is left as it was
+    before = manifest.read_bytes()
+    seed1 = REPO / weights_entry(f"{WEIGHTS20}_seed1").meta["run"]
+    with pytest.raises(ResNetLabError, match=f"{WEIGHTS20} already names the weights of {entry.meta['run']}"):
+        release.release_runs([seed1], "../shared/data/cifar10-jpeg", manifest=manifest, tag="cifar10jpeg_medium")
+    assert manifest.read_bytes() == before
 
 
 def test_cli_lists_cards_and_exports_by_weights_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

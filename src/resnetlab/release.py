@@ -22,10 +22,10 @@ from .pretrained import REPO_ROOT
 from .safeweights import load_weights
 from .train.report import DEFAULT_EVAL_BATCH, evaluate_checkpoint
 
-__all__ = ["DEFAULT_TAG", "cards_table", "make_card", "publish", "release_runs"]
+__all__ = ["DEFAULT_TAG", "cards_table", "make_card", "publish", "release_runs", "run_origin"]
 
 DEFAULT_TAG = "cifar10jpeg_medium"
-_MEDIUM = "--budget medium --data ../shared/data/cifar10-jpeg"
+_DATA = "--data ../shared/data/cifar10-jpeg"
 DEFAULT_DATA_NAME = "CIFAR-10, the JPEG (quality 75) copy in ../shared/data/cifar10-jpeg (45k train / 5k val split)"
 
 
@@ -37,21 +37,23 @@ def _repo_relative(path: Path) -> str:
                              "runs' own bytes") from None
 
 
-def medium_origin(model: str, kwargs: dict[str, Any], seed: int) -> tuple[str, str]:
-    """The name's tag and the command that trained a committed medium run: seed 0 of option A is Fig. 6's run (the
-    default weights); other seeds come from Table 6, other shortcut options from the shortcut comparison."""
+def run_origin(model: str, kwargs: dict[str, Any], seed: int, budget: str = "medium") -> tuple[str, str]:
+    """The name's tag and the command that trained a committed run: seed 0 of option A at the medium budget is
+    Fig. 6's run (the default weights); other seeds come from Table 6, other shortcut options from the shortcut
+    comparison, and other budgets (the paper-length ResNet-20) are named after theirs."""
     shortcut = kwargs.get("shortcut", "A")
-    tag = DEFAULT_TAG + (f"_shortcut{shortcut}" if shortcut != "A" else "") + (f"_seed{seed}" if seed else "")
+    tag = (f"cifar10jpeg_{budget}" + (f"_shortcut{shortcut}" if shortcut != "A" else "")
+           + (f"_seed{seed}" if seed else ""))
     if shortcut != "A":
         seeds = f" --seeds {seed + 1}" if seed else ""
-        return tag, f"resnetlab reproduce shortcuts {_MEDIUM} --model {model}{seeds}"
-    return tag, f"resnetlab reproduce {'table6' if seed else 'degradation'} {_MEDIUM} --only {model}"
+        return tag, f"resnetlab reproduce shortcuts --budget {budget} {_DATA} --model {model}{seeds}"
+    return tag, f"resnetlab reproduce {'table6' if seed else 'degradation'} --budget {budget} {_DATA} --only {model}"
 
 
 def make_card(run_dir: Path, data: str, *, tag: str | None = None, data_name: str = DEFAULT_DATA_NAME,
               command: str | None = None, progress: bool = False) -> WeightsEntry:
     """The registry entry (with its card) of the finished run in ``run_dir``, its test error measured now. The tag
-    and the command default to :func:`medium_origin`'s."""
+    and the command default to :func:`run_origin`'s, for the budget the run's folder is in (``runs/<budget>/``)."""
     run_dir = Path(run_dir)
     path = run_dir / "model.safetensors"
     try:
@@ -66,7 +68,8 @@ def make_card(run_dir: Path, data: str, *, tag: str | None = None, data_name: st
                                      progress=progress)
     kwargs = dict(meta.get("model_kwargs", {}))
     cost = complexity(meta["model"], **kwargs)
-    origin_tag, origin_command = medium_origin(meta["model"], kwargs, int(meta.get("seed") or 0))
+    budget = run_dir.resolve().parent.name  # runs/<budget>/<run>
+    origin_tag, origin_command = run_origin(meta["model"], kwargs, int(meta.get("seed") or 0), budget)
     name = f"{meta['model']}.{tag or origin_tag}"
     card: dict[str, Any] = {
         "test_error": round(report["top1_error"], 2),
@@ -105,6 +108,9 @@ def release_runs(run_dirs: list[Path], data: str, manifest: Path = RELEASED, **c
     rows = {r["name"]: r for r in json.loads(manifest.read_text())["weights"]} if manifest.is_file() else {}
     made = [make_card(Path(d), data, **card_options) for d in run_dirs]
     for entry in made:
+        if entry.name in rows and rows[entry.name]["meta"]["run"] != entry.meta["run"]:
+            raise ResNetLabError(f"{entry.name} already names the weights of {rows[entry.name]['meta']['run']}, not "
+                                 f"{entry.meta['run']}: release this run under another name (--tag TAG)")
         rows[entry.name] = _row(entry)
     order = {m: i for i, m in enumerate(list_models("cifar"))}
     # by model; within a model the DEFAULT_TAG entry first (it is what pretrained=True loads), then as released

@@ -139,6 +139,8 @@ def finding_lines(found: list[dict[str, Any]]) -> list[str]:
         if "train_margin" in f:
             margin = f"test {f['margin']:+.2f}, training {f['train_margin']:+.2f} points"
         noise = "not measured at this budget" if f["noise"] is None else f"{f['noise']:.2f} points"
+        if f.get("train_noise") is not None:
+            noise = f"test {f['noise']:.2f}, training {f['train_noise']:.2f} points"
         lines.append(f"- finding {f['finding']}: {f['what']}: **{margin}**, {f['verdict'].upper()} (noise: {noise})")
     return lines
 

@@ -242,8 +242,8 @@ def run_times(runs: Sequence[RunRecord]) -> str:
         return ""
     each = ", ".join(f"{r.label} s{r.seed} {r.seconds / 60:.0f} min" for r in timed)
     total = sum(r.seconds for r in timed) / 3600
-    return (f"- run time (training and evaluation, as each run recorded it; other work shared the cores during some "
-            f"runs, so these are upper bounds): {each}; {total:.1f} h in all")
+    return (f"- run time (training, evaluation and checkpoints as each run recorded them; approximate: other work "
+            f"shared the cores during some runs): {each}; {total:.1f} h in all")
 
 
 def machine() -> str:
