@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/speed.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests $(wildcard benchmarks) hubconf.py
+	$(BIN)/ruff check src tests $(wildcard benchmarks) tools hubconf.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

@@ -81,7 +81,11 @@ def test_every_experiment_at_smoke_budget(data: Path, tmp_path: Path, capsys: py
     outr = tmp_path / "responses"
     assert main(["reproduce", "responses", *common, "--out", str(outr)]) == 0
     assert capsys.readouterr().out.count("finished, reused") == 5
-    resp = json.loads((outr / "results.json").read_text())["responses"]
+    resp_json = json.loads((outr / "results.json").read_text())
+    resp = resp_json["responses"]
+    assert [o["what"].split(" (")[0] for o in resp_json["orderings"]] == [
+        "resnet20 responds less than plain20", "resnet56 responds less than plain56",
+        "resnet56 responds less than resnet20", "resnet110 responds less than resnet56"]
     assert set(resp) == {"plain20", "plain56", "resnet20", "resnet56", "resnet110"}
     assert len(resp["resnet20"]["std"]) == 19 and len(resp["resnet110"]["std"]) == 109  # every 3x3 layer
     assert all(math.isfinite(s) and s > 0 for v in resp.values() for s in v["std"])
@@ -95,6 +99,14 @@ def test_every_experiment_at_smoke_budget(data: Path, tmp_path: Path, capsys: py
     runs = _check_runs(outs, {"resnet20"})
     by_option = {r["options"].get("shortcut", "A"): r["params"] for r in runs}
     assert by_option["A"] == 269_722 - 6 * 65 and by_option["A"] < by_option["B"] < by_option["C"]
+
+
+def test_fig7_orderings_are_margins_in_the_papers_direction_over_the_nets_present() -> None:
+    from resnetlab.experiments.responses import orderings
+
+    got = orderings({"plain20": 0.9, "resnet20": 0.7, "resnet56": 0.75})  # no plain56, no resnet110
+    assert [(o["what"].split(" (")[0], o["margin"], o["holds"]) for o in got] == [
+        ("resnet20 responds less than plain20", 0.2, True), ("resnet56 responds less than resnet20", -0.05, False)]
 
 
 def test_interrupted_experiment_resumes_and_reuses(data: Path, tmp_path: Path,

@@ -58,6 +58,20 @@ def plot(curves: dict[str, list[float]], out: Path) -> Path:
     return path
 
 
+def orderings(mean_std: dict[str, float]) -> list[dict]:
+    """Fig. 7's claims as margins of the mean std (positive in the paper's direction), for the nets present."""
+    pairs = [(f"plain{d}", f"resnet{d}", f"resnet{d} responds less than plain{d}") for d in (20, 56)]
+    pairs += [("resnet20", "resnet56", "resnet56 responds less than resnet20"),
+              ("resnet56", "resnet110", "resnet110 responds less than resnet56")]
+    out = []
+    for higher, lower, what in pairs:
+        if higher in mean_std and lower in mean_std:
+            margin = mean_std[higher] - mean_std[lower]
+            out.append({"what": f"{what} (mean std, {higher} minus {lower})", "margin": round(margin, 4),
+                        "holds": margin > 0})
+    return out
+
+
 def run(ctx: Context) -> Path:
     records = ctx.train([RunSpec(name) for name in NETS])
     bundle = ctx.bundle(ctx.config(RunSpec(NETS[0])))
@@ -73,9 +87,12 @@ def run(ctx: Context) -> Path:
     for name, stds in curves.items():
         lines.append(f"| {name} | {len(stds)} | {statistics.fmean(stds):.3f} | {statistics.median(stds):.3f} | "
                      f"{fmt(by_model[name].test_error)} |")
+    order = orderings({name: statistics.fmean(stds) for name, stds in curves.items()})
+    lines += [""] + [f"- {o['what']}: **{o['margin']:+.3f}**, {'holds' if o['holds'] else 'FAILS'}" for o in order]
     lines += ["", "Responses are the outputs of the BN after each 3x3 conv (before ReLU, and before the addition in "
               "residual blocks), in eval mode over the whole test set; std over images, channels and positions. "
               "The paper (Fig. 7): ResNets respond less than plain nets, deeper ResNets less still."]
     write_results(ctx, "Layer responses (Fig. 7)", "\n".join(lines), records,
-                  {"responses": {k: {"layers": layers[k], "std": v} for k, v in curves.items()}}, [fig])
+                  {"responses": {k: {"layers": layers[k], "std": v} for k, v in curves.items()},
+                   "orderings": order}, [fig])
     return ctx.out

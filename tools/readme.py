@@ -1,0 +1,165 @@
+"""Regenerate the README's result blocks from the committed result files, so no number there is typed by hand.
+
+    python tools/readme.py           # rewrite the blocks in README.md
+    python tools/readme.py --check   # exit 1 and name the stale blocks (tests/test_readme.py runs this)
+
+A block sits between ``<!-- generated: NAME (python tools/readme.py) -->`` and ``<!-- end: NAME -->``:
+- ``findings``: the three findings, the paper against the demo (``results/degradation-quick``) and the medium budget
+  (``results/degradation-medium``, and ``results/table6-medium`` where it has more seeds);
+- ``medium``: Fig. 6, Table 6, Fig. 7 and the shortcut options from ``results/*-medium/results.md``;
+- ``cards``: the weights' cards table, as ``resnetlab weights`` prints it from ``models/released.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+
+# (experiment, title, figure file or None, whether its verdict lines follow its table); the order of the README's
+# medium section. Fig. 6's verdicts are the findings block at the top.
+MEDIUM = [
+    ("degradation", "Fig. 6 (left and middle): plain and residual nets", "degradation.png", False),
+    ("table6", "Table 6: ResNet test error beside the paper's", None, False),
+    ("responses", "Fig. 7: the std of each 3x3 layer's response", "responses.png", True),
+    ("shortcuts", "Shortcut options A / B / C on ResNet-20", None, False),
+]
+
+PAPER = {  # FACTS.md: Fig. 6 and Table 6
+    1: "plain-20 < 32 < 44 < 56 in training error (Fig. 6 left)",
+    2: "every depth (Fig. 6 left vs middle)",
+    3: "test error 8.75 / 7.51 / 7.17 / 6.97 / 6.43 for 20 / 32 / 44 / 56 / 110 (Table 6)",
+}
+CLAIMS = {1: "1. a deeper plain net trains worse (degradation)", 2: "2. at the same depth the ResNet trains better",
+          3: "3. a deeper ResNet is better"}
+
+
+def _load(experiment: str, budget: str) -> dict:
+    return json.loads((RESULTS / f"{experiment}-{budget}" / "results.json").read_text())
+
+
+def _net(name: str) -> str:
+    return re.sub(r"^(plain|resnet)(\d+)", lambda m: ("plain-" if m[1] == "plain" else "ResNet-") + m[2], name)
+
+
+def _sign(x: float) -> str:
+    return f"{x:+.2f}"
+
+
+def _finding_cell(findings: list[dict], number: int) -> str:
+    parts = []
+    for f in (f for f in findings if f["finding"] == number):
+        diff = re.search(r"\(([^()]*)\)$", f["what"])[1].split(", ")[-1]  # e.g. "plain32 minus plain20"
+        a, b = (_net(x) for x in diff.split(" minus "))
+        if "train_margin" in f:
+            margins = f"test **{_sign(f['margin'])}**, training **{_sign(f['train_margin'])}**"
+        else:
+            margins = f"**{_sign(f['margin'])}**"
+        parts.append(f"{a} minus {b}: {margins}, {f['verdict']}")
+    return "; ".join(parts) if parts else "not run"
+
+
+def _iterations(result: dict) -> int:
+    return int(result["runs"][0]["iterations"])
+
+
+def findings_block() -> str:
+    quick, medium = _load("degradation", "quick"), _load("degradation", "medium")
+    kinds = {1: "training error: ", 2: "training error: ", 3: ""}
+    rows = ["| finding | paper (64k iterations, official files) | `make demo` (quick budget: "
+            f"{_iterations(quick):,} iterations) | medium budget ({_iterations(medium):,} iterations) |",
+            "|---|---|---|---|"]
+    for n in (1, 2, 3):
+        rows.append(f"| {CLAIMS[n]} | {PAPER[n]} | {kinds[n]}{_finding_cell(quick['findings'], n)} | "
+                    f"{kinds[n]}{_finding_cell(medium['findings'], n)}{_seeds_note(n)} |")
+    return "\n".join(rows)
+
+
+def _seeds_note(number: int) -> str:
+    """Finding 3 at the medium budget on the mean over seeds, where Table 6 has a second seed."""
+    if number != 3:
+        return ""
+    table = _load("table6", "medium")["table"]
+    if not any(row["seeds"] > 1 for row in table):
+        return ""
+    means = " / ".join(f"{row['mean']:.2f}" + (f" ({row['seeds']} seeds)" if row["seeds"] > 1 else "")
+                       for row in table)
+    depths = " / ".join(row["model"].removeprefix("resnet") for row in table)
+    return f". Table 6's mean test error over the seeds run, ResNet-{depths}: {means}"
+
+
+def medium_block() -> str:
+    out = []
+    for experiment, title, figure, verdicts in MEDIUM:
+        folder = f"results/{experiment}-medium"
+        result = _load(experiment, "medium")
+        md = (ROOT / folder / "results.md").read_text().splitlines()
+        command = result["command"].replace(" --no-train", "").replace(" --no-progress", "")
+        run_time = next(line for line in md if line.startswith("- run time"))
+        times = run_time.split("): ", 1)[1]
+        missing = result.get("missing") or []
+        line = f"`{command}`. Run time, as the runs recorded it: {times}"
+        line += f"; not trained yet: {', '.join(missing)}" if missing else ""
+        out += [f"### {title}", "", line + f" ([results.md]({folder}/results.md)).", ""]
+        if figure:
+            out += [f"![{title}]({folder}/{figure})", ""]
+        table = [i for i, row in enumerate(md) if row.startswith("|")]
+        out += [md[i] for i in table] + [""]
+        if verdicts:
+            out += [row for row in md[table[-1]:] if row.startswith("- ")] + [""]
+    return "\n".join(out).rstrip()
+
+
+def cards_block() -> str:
+    sys.path.insert(0, str(ROOT / "src"))
+    from resnetlab.release import cards_table
+
+    return cards_table().rstrip()
+
+
+BLOCKS: dict[str, Callable[[], str]] = {"findings": findings_block, "medium": medium_block, "cards": cards_block}
+
+
+def render(text: str) -> tuple[str, list[str]]:
+    """The README with every block regenerated, and the names of the blocks that changed."""
+    changed = []
+    for name, make in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- generated: {name} \(python tools/readme.py\) -->\n)(.*?)(\n<!-- end: {name} -->)",
+                             re.S)
+        match = pattern.search(text)
+        if match is None:
+            raise SystemExit(f"README.md has no '{name}' block: add its two marker lines (see tools/readme.py)")
+        new = make()
+        if match[2] != new:
+            changed.append(name)
+            text = text[:match.start(2)] + new + text[match.end(2):]
+    return text, changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report stale blocks (exit 1 if any)")
+    args = parser.parse_args(argv)
+    readme = ROOT / "README.md"
+    text, changed = render(readme.read_text())
+    if args.check:
+        if changed:
+            print(f"README.md is stale in: {', '.join(changed)}. Run `python tools/readme.py`.")
+            return 1
+        return 0
+    if changed:
+        tmp = readme.with_suffix(".md.tmp")
+        tmp.write_text(text)
+        tmp.replace(readme)
+    print(f"regenerated: {', '.join(changed) or 'nothing (up to date)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
