@@ -73,7 +73,9 @@ def test_every_experiment_at_smoke_budget(data: Path, tmp_path: Path, capsys: py
     assert log.count("finished, reused") == 5  # seed 0 of each depth was trained by the degradation figure
     runs = _check_runs(out6, {f"resnet{d}" for d in (20, 32, 44, 56, 110)})
     assert sorted({r["seed"] for r in runs}) == [0, 1]
-    table = json.loads((out6 / "results.json").read_text())["table"]
+    table6 = json.loads((out6 / "results.json").read_text())
+    table = table6["table"]
+    assert len(table6["orderings"]) == len(table)  # each step up, and the shallowest against the deepest
     r110 = next(t for t in table if t["model"] == "resnet110")
     errs = [r["test_error"] for r in runs if r["model"] == "resnet110"]
     assert r110["best"] == min(errs) and r110["mean"] == pytest.approx(sum(errs) / 2) and r110["paper"] == 6.43
@@ -172,6 +174,19 @@ def test_findings_are_margins_judged_against_the_seed_noise() -> None:
     f = findings(runs, noise=None)
     assert [x["verdict"] for x in f] == ["leaning", "leaning", "leaning", "reversed"]
     assert not any(x["holds"] for x in f) and f[0]["noise"] is None
+
+
+def test_table6_orderings_judge_the_mean_over_seeds_step_by_step_and_end_to_end() -> None:
+    from resnetlab.experiments.table6 import depth_orderings, summarise
+
+    runs = [RunRecord("resnet20", "resnet20", s, 10, 1.0, None, e, 1, "", {}) for s, e in ((0, 17.0), (1, 16.0))]
+    runs += [RunRecord("resnet32", "resnet32", 0, 10, 1.0, None, 16.25, 1, "", {}),
+             RunRecord("resnet44", "resnet44", 0, 10, 1.0, None, 15.0, 1, "", {})]
+    got = depth_orderings(summarise(runs), noise=0.5)
+    assert [(o["what"].split(" (")[0], o["margin"], o["verdict"]) for o in got] == [
+        ("resnet32 below resnet20", 0.25, "tie"), ("resnet44 below resnet32", 1.25, "shown"),
+        ("resnet44 below resnet20", 1.5, "shown")]  # resnet20's mean of two seeds is 16.5
+    assert [o["holds"] for o in depth_orderings(summarise(runs[:3]), noise=None)] == [False]
 
 
 def test_response_stds_equal_a_direct_computation_over_batches() -> None:

@@ -80,7 +80,7 @@ def plot(records: list[RunRecord], out: Path) -> Path:
     return path
 
 
-def _verdict(margin: float, noise: float | None) -> str:
+def verdict(margin: float, noise: float | None) -> str:
     """A margin within the noise (the spread of two ResNet-20 seeds at the budget) is a tie, not a finding; with
     the noise not measured, a margin only has a direction ("leaning"), never "shown"."""
     if noise is None:
@@ -110,7 +110,7 @@ def findings(by_model: dict[str, RunRecord], noise: tuple[float, float] | None =
 
     def add(finding: int, what: str, margin: float, noise_: float | None, **extra: Any) -> None:
         out.append({"finding": finding, "what": what, "margin": margin, "noise": noise_,
-                    "verdict": _verdict(margin, noise_), "holds": _verdict(margin, noise_) == "shown", **extra})
+                    "verdict": verdict(margin, noise_), "holds": verdict(margin, noise_) == "shown", **extra})
 
     for a, b in itertools.pairwise(plain):
         if err[a][0] is not None and err[b][0] is not None:
@@ -124,11 +124,11 @@ def findings(by_model: dict[str, RunRecord], noise: tuple[float, float] | None =
         if None in (tr_a, te_a, tr_b, te_b):
             continue
         test_m, train_m = te_a - te_b, tr_a - tr_b
-        verdicts = {_verdict(test_m, test_noise), _verdict(train_m, train_noise)}
-        verdict = ("reversed" if "reversed" in verdicts else verdicts.pop() if len(verdicts) == 1 else "tie")
+        verdicts = {verdict(test_m, test_noise), verdict(train_m, train_noise)}
+        both = ("reversed" if "reversed" in verdicts else verdicts.pop() if len(verdicts) == 1 else "tie")
         out.append({"finding": 3, "what": f"{b} beats {a} (test and training error, {a} minus {b})",
                     "margin": test_m, "train_margin": train_m, "noise": test_noise, "train_noise": train_noise,
-                    "verdict": verdict, "holds": verdict == "shown"})
+                    "verdict": both, "holds": both == "shown"})
     return out
 
 

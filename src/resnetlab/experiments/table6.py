@@ -5,10 +5,13 @@ Reported as the paper does for ResNet-110: best, and mean +- std over the seeds,
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from pathlib import Path
+from typing import Any
 
 from ..models import specs
+from .degradation import verdict
 from .runner import Context, RunRecord, RunSpec, fmt, write_results
 
 DEPTHS = (20, 32, 44, 56, 110)
@@ -38,6 +41,19 @@ def summarise(records: list[RunRecord]) -> list[dict[str, object]]:
     return rows
 
 
+def depth_orderings(rows: list[dict[str, Any]], noise: float | None) -> list[dict[str, Any]]:
+    """The claim of Table 6, test error falls with depth, on the mean over the seeds run: each step up, and the
+    shallowest net against the deepest; a margin within ``noise`` (two ResNet-20 seeds' test spread) is a tie."""
+    means = [(r["model"], r["mean"]) for r in rows if r["mean"] is not None]
+    pairs = list(itertools.pairwise(means)) + ([(means[0], means[-1])] if len(means) > 2 else [])
+    out = []
+    for (a, err_a), (b, err_b) in pairs:
+        margin = err_a - err_b
+        out.append({"what": f"{b} below {a} (mean test error, {a} minus {b})", "margin": margin, "noise": noise,
+                    "verdict": verdict(margin, noise), "holds": verdict(margin, noise) == "shown"})
+    return out
+
+
 def run(ctx: Context, include_1202: bool = False, seeds: int | None = None) -> Path:
     def n_seeds(model: str) -> int:
         return seeds or max(ctx.budget.seeds, ctx.budget.more_seeds.get(model, 0))
@@ -51,9 +67,15 @@ def run(ctx: Context, include_1202: bool = False, seeds: int | None = None) -> P
         mean = f"{fmt(r['mean'])} ± {fmt(r['std'])}" if r["std"] is not None else fmt(r["mean"])  # type: ignore[arg-type]
         paper = fmt(r["paper"]) + (f" ({r['paper_mean']})" if r["paper_mean"] else "")  # type: ignore[arg-type]
         lines.append(f"| {r['model']} | {r['params']:,} | {r['seeds']} | {fmt(r['best'])} | {mean} | {paper} |")  # type: ignore[str-format]
+    noise = ctx.budget.noise[0] if ctx.budget.noise else None
+    order = depth_orderings(rows, noise)
+    noise_text = f"noise: test {noise:.2f} points" if noise is not None else "noise not measured at this budget"
+    lines += [""] + [f"- {o['what']}: **{o['margin']:+.2f} points**, {o['verdict'].upper()} ({noise_text})"
+                     for o in order]
     others = ", ".join(f"{k} {v}" for k, v in specs.TABLE6_OTHERS.items())
     lines += ["", "Test error on the 10k test set at the end of training; the checkpoint is the last one (never "
               "chosen on the test set). std is the population std over seeds. The paper's column: Table 6 (best of "
               f"5 runs for ResNet-110, with mean ± std in brackets). Other methods in Table 6: {others}."]
-    write_results(ctx, "CIFAR-10 test error by depth (Table 6)", "\n".join(lines), records, {"table": rows})
+    write_results(ctx, "CIFAR-10 test error by depth (Table 6)", "\n".join(lines), records,
+                  {"table": rows, "orderings": order})
     return ctx.out
