@@ -75,7 +75,9 @@ def test_every_experiment_at_smoke_budget(data: Path, tmp_path: Path, capsys: py
     assert sorted({r["seed"] for r in runs}) == [0, 1]
     table6 = json.loads((out6 / "results.json").read_text())
     table = table6["table"]
-    assert len(table6["orderings"]) == len(table)  # each step up, and the shallowest against the deepest
+    assert [o["what"].split(" (")[0] for o in table6["orderings"]] == [  # each step up, and first against last
+        "resnet32 below resnet20", "resnet44 below resnet32", "resnet56 below resnet44", "resnet110 below resnet56",
+        "resnet110 below resnet20"]
     r110 = next(t for t in table if t["model"] == "resnet110")
     errs = [r["test_error"] for r in runs if r["model"] == "resnet110"]
     assert r110["best"] == min(errs) and r110["mean"] == pytest.approx(sum(errs) / 2) and r110["paper"] == 6.43
@@ -85,6 +87,7 @@ def test_every_experiment_at_smoke_budget(data: Path, tmp_path: Path, capsys: py
     assert capsys.readouterr().out.count("finished, reused") == 5
     resp_json = json.loads((outr / "results.json").read_text())
     resp = resp_json["responses"]
+    assert resp_json["noise"] is None and {o["verdict"] for o in resp_json["orderings"]} <= {"leaning", "reversed"}
     assert [o["what"].split(" (")[0] for o in resp_json["orderings"]] == [
         "resnet20 responds less than plain20", "resnet56 responds less than plain56",
         "resnet56 responds less than resnet20", "resnet110 responds less than resnet56"]
@@ -103,12 +106,16 @@ def test_every_experiment_at_smoke_budget(data: Path, tmp_path: Path, capsys: py
     assert by_option["A"] == 269_722 - 6 * 65 and by_option["A"] < by_option["B"] < by_option["C"]
 
 
-def test_fig7_orderings_are_margins_in_the_papers_direction_over_the_nets_present() -> None:
+def test_fig7_orderings_are_margins_judged_against_two_resnet20_seeds() -> None:
     from resnetlab.experiments.responses import orderings
 
-    got = orderings({"plain20": 0.9, "resnet20": 0.7, "resnet56": 0.75})  # no plain56, no resnet110
-    assert [(o["what"].split(" (")[0], o["margin"], o["holds"]) for o in got] == [
-        ("resnet20 responds less than plain20", 0.2, True), ("resnet56 responds less than resnet20", -0.05, False)]
+    stds = {"plain20": 0.9, "resnet20": 0.7, "resnet56": 0.75}  # no plain56, no resnet110
+    got = orderings(stds, noise=0.1)
+    assert [(o["what"].split(" (")[0], o["margin"], o["verdict"], o["holds"]) for o in got] == [
+        ("resnet20 responds less than plain20", 0.2, "shown", True),
+        ("resnet56 responds less than resnet20", -0.05, "tie", False)]  # within the noise of 0.1
+    assert [o["verdict"] for o in orderings(stds, noise=0.01)] == ["shown", "reversed"]
+    assert [o["verdict"] for o in orderings(stds)] == ["leaning", "reversed"]  # noise not measured: never shown
 
 
 def test_interrupted_experiment_resumes_and_reuses(data: Path, tmp_path: Path,
@@ -170,6 +177,9 @@ def test_findings_are_margins_judged_against_the_seed_noise() -> None:
     assert findings(runs, noise=(1.0, 1.0))[3]["verdict"] == "reversed"
     runs["plain56"] = rec("plain56", 40.5)
     assert findings(runs, noise=(1.0, 1.0))[0]["verdict"] == "tie"
+    runs["plain56"] = rec("plain56", 41.004)  # a margin of 1.004 prints as +1.00: judged as printed, within 1.00
+    assert findings(runs, noise=(1.0, 1.0))[0]["verdict"] == "tie"
+    assert findings(runs, noise=(1.0, 0.99))[0]["verdict"] == "shown"
     # no noise measured at the budget: a margin has a direction, never "shown"
     f = findings(runs, noise=None)
     assert [x["verdict"] for x in f] == ["leaning", "leaning", "leaning", "reversed"]
@@ -187,6 +197,10 @@ def test_table6_orderings_judge_the_mean_over_seeds_step_by_step_and_end_to_end(
         ("resnet32 below resnet20", 0.25, "tie"), ("resnet44 below resnet32", 1.25, "shown"),
         ("resnet44 below resnet20", 1.5, "shown")]  # resnet20's mean of two seeds is 16.5
     assert [o["holds"] for o in depth_orderings(summarise(runs[:3]), noise=None)] == [False]
+    # by depth whatever the order of the runs, and a depth with no finished run is skipped
+    runs[2] = RunRecord("resnet32", "resnet32", 0, 10, 1.0, None, None, 1, "", {})
+    got = depth_orderings(summarise(runs[::-1]), noise=0.5)
+    assert [o["what"].split(" (")[0] for o in got] == ["resnet44 below resnet20"]
 
 
 def test_response_stds_equal_a_direct_computation_over_batches() -> None:

@@ -1,5 +1,6 @@
-"""The README's result blocks are what tools/readme.py makes from the committed result files: a result that
-changed without its README numbers fails here."""
+"""The README's generated blocks (findings, noise, medium results, weights cards) are what tools/readme.py makes
+from the committed result files: a result re-rendered without its README fails here. The prose around them is
+hand-written and is not checked."""
 
 from __future__ import annotations
 
@@ -31,3 +32,23 @@ def test_a_changed_result_or_a_lost_marker_is_caught() -> None:
     assert stale == ["medium"]
     with pytest.raises(SystemExit, match="no 'cards' block"):
         tool.render(text.replace("<!-- end: cards -->", ""))
+
+
+def test_check_names_the_stale_blocks_and_exits_1(tmp_path, monkeypatch, capsys) -> None:
+    tool = _tool()
+    text = (REPO / "README.md").read_text()
+    stale = text.replace("The medium noise: ResNet-20 seeds 0 and 1", "The medium noise: ResNet-20 seeds 0 and 2", 1)
+    monkeypatch.setattr(tool, "README", tmp_path / "README.md")
+    (tmp_path / "README.md").write_text(stale)
+    assert tool.main(["--check"]) == 1
+    assert "stale in: noise" in capsys.readouterr().out
+    assert (tmp_path / "README.md").read_text() == stale  # --check writes nothing
+
+
+def test_the_medium_budget_judges_with_the_noise_its_committed_seeds_measured() -> None:
+    """Budget.noise is typed in runner.py; the two committed ResNet-20 seeds are what it must be."""
+    from resnetlab.experiments.runner import get_budget
+
+    tool = _tool()
+    numbers = [float(x) for x in tool.noise_block().split("a spread of ")[1].split(" points")[0].split(" / ")]
+    assert get_budget("medium").noise == tuple(numbers)

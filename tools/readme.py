@@ -1,11 +1,12 @@
 """Regenerate the README's result blocks from the committed result files, so no number there is typed by hand.
 
-    python tools/readme.py           # rewrite the blocks in README.md
-    python tools/readme.py --check   # exit 1 and name the stale blocks (tests/test_readme.py runs this)
+    .venv/bin/python tools/readme.py           # rewrite the blocks in README.md (needs the installed package)
+    .venv/bin/python tools/readme.py --check   # exit 1 and name the stale blocks (tests/test_readme.py runs it)
 
 A block sits between ``<!-- generated: NAME (python tools/readme.py) -->`` and ``<!-- end: NAME -->``:
 - ``findings``: the three findings, the paper against the demo (``results/degradation-quick``) and the medium budget
   (``results/degradation-medium``, and ``results/table6-medium`` where it has more seeds);
+- ``noise``: the medium budget's noise, the spread of its two committed ResNet-20 seeds (``results/table6-medium``);
 - ``medium``: Fig. 6, Table 6, Fig. 7 and the shortcut options from ``results/*-medium/results.md``;
 - ``cards``: the weights' cards table, as ``resnetlab weights`` prints it from ``models/released.json``.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
+README = ROOT / "README.md"
 
 # (experiment, title, figure file or None, whether its verdict lines follow its table); the order of the README's
 # medium section. Fig. 6's verdicts are the findings block at the top.
@@ -40,8 +42,18 @@ CLAIMS = {1: "1. a deeper plain net trains worse (degradation)", 2: "2. at the s
           3: "3. a deeper ResNet is better"}
 
 
+class Stale(SystemExit):
+    """A result file the README is made from is missing or not in the shape this tool reads."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"tools/readme.py: {what}. Re-render it with `resnetlab reproduce ... --no-train`.")
+
+
 def _load(experiment: str, budget: str) -> dict:
-    return json.loads((RESULTS / f"{experiment}-{budget}" / "results.json").read_text())
+    path = RESULTS / f"{experiment}-{budget}" / "results.json"
+    if not path.is_file():
+        raise Stale(f"{path.relative_to(ROOT)} is missing")
+    return json.loads(path.read_text())
 
 
 def _net(name: str) -> str:
@@ -55,8 +67,10 @@ def _sign(x: float) -> str:
 def _finding_cell(findings: list[dict], number: int) -> str:
     parts = []
     for f in (f for f in findings if f["finding"] == number):
-        diff = re.search(r"\(([^()]*)\)$", f["what"])[1].split(", ")[-1]  # e.g. "plain32 minus plain20"
-        a, b = (_net(x) for x in diff.split(" minus "))
+        diff = re.search(r"\((?:[^()]*, )?(\w+) minus (\w+)\)$", f["what"])  # "(training error, plain32 minus plain20)"
+        if diff is None:
+            raise Stale(f"a finding does not end in '(..., A minus B)': {f['what']!r}")
+        a, b = _net(diff[1]), _net(diff[2])
         if "train_margin" in f:
             margins = f"test **{_sign(f['margin'])}**, training **{_sign(f['train_margin'])}**"
         else:
@@ -65,15 +79,37 @@ def _finding_cell(findings: list[dict], number: int) -> str:
     return "; ".join(parts) if parts else "not run"
 
 
-def _iterations(result: dict) -> int:
-    return int(result["runs"][0]["iterations"])
+def _iterations(result: dict) -> str:
+    counts = sorted({int(r["iterations"]) for r in result["runs"]})
+    return " / ".join(f"{n:,}" for n in counts) if counts else "no runs yet"
+
+
+def _run_times(result: dict) -> str:
+    """Each run's recorded time and the total, as results.md words it (``runner.run_times``)."""
+    timed = [r for r in result["runs"] if r.get("seconds") not in (None, "")]
+    if not timed:
+        return "not recorded"
+    each = ", ".join(f"{r['label']} s{r['seed']} {float(r['seconds']) / 60:.0f} min" for r in timed)
+    return f"{each}; {sum(float(r['seconds']) for r in timed) / 3600:.1f} h in all"
+
+
+def noise_block() -> str:
+    seeds = {int(r["seed"]): r for r in _load("table6", "medium")["runs"] if r["model"] == "resnet20"}
+    if not {0, 1} <= set(seeds):
+        raise Stale("results/table6-medium has no ResNet-20 seeds 0 and 1, the medium budget's noise")
+    test = [float(seeds[s]["test_error"]) for s in (0, 1)]
+    train = [float(seeds[s]["train_error"]) for s in (0, 1)]
+    return (f"The medium noise: ResNet-20 seeds 0 and 1 at the medium budget end at test {test[0]:.2f} / {test[1]:.2f}"
+            f" and training {train[0]:.2f} / {train[1]:.2f}, a spread of {abs(test[0] - test[1]):.2f} / "
+            f"{abs(train[0] - train[1]):.2f} points (`resnetlab reproduce table6 --budget medium --data "
+            "../shared/data/cifar10-jpeg --only resnet20`).")
 
 
 def findings_block() -> str:
     quick, medium = _load("degradation", "quick"), _load("degradation", "medium")
     kinds = {1: "training error: ", 2: "training error: ", 3: ""}
     rows = ["| finding | paper (64k iterations, official files) | `make demo` (quick budget: "
-            f"{_iterations(quick):,} iterations) | medium budget ({_iterations(medium):,} iterations) |",
+            f"{_iterations(quick)} iterations) | medium budget ({_iterations(medium)} iterations) |",
             "|---|---|---|---|"]
     for n in (1, 2, 3):
         rows.append(f"| {CLAIMS[n]} | {PAPER[n]} | {kinds[n]}{_finding_cell(quick['findings'], n)} | "
@@ -85,7 +121,7 @@ def _seeds_note(number: int) -> str:
     """Finding 3 at the medium budget on the mean over seeds, where Table 6 has a second seed."""
     if number != 3:
         return ""
-    table = _load("table6", "medium")["table"]
+    table = [row for row in _load("table6", "medium")["table"] if row["mean"] is not None]
     if not any(row["seeds"] > 1 for row in table):
         return ""
     means = " / ".join(f"{row['mean']:.2f}" + (f" ({row['seeds']} seeds)" if row["seeds"] > 1 else "")
@@ -101,29 +137,30 @@ def medium_block() -> str:
         result = _load(experiment, "medium")
         md = (ROOT / folder / "results.md").read_text().splitlines()
         command = result["command"].replace(" --no-train", "").replace(" --no-progress", "")
-        run_time = next(line for line in md if line.startswith("- run time"))
-        times = run_time.split("): ", 1)[1]
         missing = result.get("missing") or []
-        line = f"`{command}`. Run time, as the runs recorded it: {times}"
+        line = f"`{command}`. Run time, as the runs recorded it: {_run_times(result)}"
         line += f"; not trained yet: {', '.join(missing)}" if missing else ""
         out += [f"### {title}", "", line + f" ([results.md]({folder}/results.md)).", ""]
         if figure:
             out += [f"![{title}]({folder}/{figure})", ""]
-        table = [i for i, row in enumerate(md) if row.startswith("|")]
-        out += [md[i] for i in table] + [""]
+        start = next((i for i, row in enumerate(md) if row.startswith("|")), None)
+        if start is None:
+            raise Stale(f"{folder}/results.md has no table")
+        end = next((i for i in range(start, len(md)) if not md[i].startswith("|")), len(md))
+        out += [*md[start:end], ""]  # the first table only
         if verdicts:
-            out += [row for row in md[table[-1]:] if row.startswith("- ")] + [""]
+            out += [row for row in md[end:] if row.startswith("- ")] + [""]
     return "\n".join(out).rstrip()
 
 
 def cards_block() -> str:
-    sys.path.insert(0, str(ROOT / "src"))
-    from resnetlab.release import cards_table
+    from resnetlab.release import cards_table  # the installed package (make's .venv: an editable install of src)
 
     return cards_table().rstrip()
 
 
-BLOCKS: dict[str, Callable[[], str]] = {"findings": findings_block, "medium": medium_block, "cards": cards_block}
+BLOCKS: dict[str, Callable[[], str]] = {"findings": findings_block, "noise": noise_block, "medium": medium_block,
+                                        "cards": cards_block}
 
 
 def render(text: str) -> tuple[str, list[str]]:
@@ -146,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report stale blocks (exit 1 if any)")
     args = parser.parse_args(argv)
-    readme = ROOT / "README.md"
+    readme = README
     text, changed = render(readme.read_text())
     if args.check:
         if changed:

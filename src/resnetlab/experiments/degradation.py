@@ -80,9 +80,10 @@ def plot(records: list[RunRecord], out: Path) -> Path:
     return path
 
 
-def verdict(margin: float, noise: float | None) -> str:
+def verdict(margin: float, noise: float | None, decimals: int = 2) -> str:
     """A margin within the noise (the spread of two ResNet-20 seeds at the budget) is a tie, not a finding; with
     the noise not measured, a margin only has a direction ("leaning"), never "shown"."""
+    margin = round(margin, decimals)  # judged as printed: the noise is a rounded figure (0.54 for a 0.5399... spread)
     if noise is None:
         return "leaning" if margin > 0 else "reversed"
     if abs(margin) <= noise:

@@ -44,7 +44,9 @@ def summarise(records: list[RunRecord]) -> list[dict[str, object]]:
 def depth_orderings(rows: list[dict[str, Any]], noise: float | None) -> list[dict[str, Any]]:
     """The claim of Table 6, test error falls with depth, on the mean over the seeds run: each step up, and the
     shallowest net against the deepest; a margin within ``noise`` (two ResNet-20 seeds' test spread) is a tie."""
-    means = [(r["model"], r["mean"]) for r in rows if r["mean"] is not None]
+    # by depth; a depth with no finished run is left out, so its neighbours are compared across it (the names say so)
+    means = sorted(((r["model"], r["mean"]) for r in rows if r["mean"] is not None),
+                   key=lambda m: int(m[0].removeprefix("resnet")))
     pairs = list(itertools.pairwise(means)) + ([(means[0], means[-1])] if len(means) > 2 else [])
     out = []
     for (a, err_a), (b, err_b) in pairs:
