@@ -186,6 +186,15 @@ def test_findings_are_margins_judged_against_the_seed_noise() -> None:
     assert not any(x["holds"] for x in f) and f[0]["noise"] is None
 
 
+def test_shortcut_comparisons_follow_table3s_order_against_the_noise() -> None:
+    from resnetlab.experiments.shortcuts import comparisons
+
+    got = comparisons({"A": 16.6, "B": 16.3, "C": 17.3}, noise=0.5)
+    assert [(c["what"].split(" (")[0], round(c["margin"], 2), c["verdict"]) for c in got] == [
+        ("B below A", 0.3, "tie"), ("C below B", -1.0, "reversed")]
+    assert [c["verdict"] for c in comparisons({"A": 16.6, "C": 15.0}, noise=None)] == ["leaning"]  # B not run
+
+
 def test_table6_orderings_judge_the_mean_over_seeds_step_by_step_and_end_to_end() -> None:
     from resnetlab.experiments.table6 import depth_orderings, summarise
 

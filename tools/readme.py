@@ -30,7 +30,7 @@ MEDIUM = [
     ("degradation", "Fig. 6 (left and middle): plain and residual nets", "degradation.png", False),
     ("table6", "Table 6: ResNet test error beside the paper's", None, True),
     ("responses", "Fig. 7: the std of each 3x3 layer's response", "responses.png", True),
-    ("shortcuts", "Shortcut options A / B / C on ResNet-20", None, False),
+    ("shortcuts", "Shortcut options A / B / C on ResNet-20", None, True),
 ]
 
 PAPER = {  # FACTS.md: Fig. 6 and Table 6
