@@ -102,7 +102,8 @@ def test_card_matches_its_file(name: str) -> None:
 def test_names_resolve_and_unknown_names_say_what_exists(capsys: pytest.CaptureFixture[str]) -> None:
     assert weights_entry("DEFAULT", "resnet20").name == WEIGHTS20
     assert weights_entry("cifar10jpeg_medium", "resnet20").name == WEIGHTS20
-    assert list_weights("resnet20") == [WEIGHTS20, f"{WEIGHTS20}_seed1"]  # the default first
+    assert list_weights("resnet20") == [WEIGHTS20, f"{WEIGHTS20}_seed1", f"{WEIGHTS20}_shortcutB",
+                                        f"{WEIGHTS20}_shortcutC"]  # the default first
     with pytest.raises(UnknownWeightsError, match=r"did you mean resnet20\.cifar10jpeg_medium"):
         weights_entry("resnet20.cifar10jpg_medium")
     with pytest.raises(UnknownWeightsError, match="are for resnet20, not plain20"):
