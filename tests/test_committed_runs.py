@@ -14,7 +14,7 @@ from data_utils import REPO, real_data
 from resnetlab.experiments import reproduce
 from resnetlab.experiments.runner import Context, RunSpec, get_budget
 from resnetlab.safeweights import load_weights
-from resnetlab.train.checkpoint import latest_checkpoint, list_checkpoints
+from resnetlab.train.checkpoint import latest_checkpoint
 
 RUNS = REPO / "runs"
 CIFAR_EXPERIMENTS = ("degradation", "table6", "responses", "shortcuts")
@@ -63,7 +63,8 @@ def test_unfinished_committed_runs_are_found_under_their_key_and_continue_from_o
         spec = RunSpec(config["model"], config["seed"], tuple(config["model_kwargs"].items()))
         assert ctx.run_dir(spec) == run  # `resnetlab reproduce ... --budget <its budget>` resumes it
         found = latest_checkpoint(run, log=pytest.fail)  # the checkpoint loads and verifies
-        assert found is not None and len(list_checkpoints(run)) == 1, run  # one checkpoint: the newest
+        committed_ckpts = [p for p in tracked(run) if p.name.startswith("checkpoint-") and p.suffix == ".pt"]
+        assert found is not None and committed_ckpts == [found[0]], run  # one checkpoint committed: the newest
         logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         at = found[1]["iteration"]
         assert 0 < at < config["max_iters"] and max(r["iter"] for r in logged) >= at
