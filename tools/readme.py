@@ -19,6 +19,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
@@ -85,12 +86,12 @@ def _iterations(result: dict) -> str:
 
 
 def _run_times(result: dict) -> str:
-    """Each run's recorded time and the total, as results.md words it (``runner.run_times``)."""
-    timed = [r for r in result["runs"] if r.get("seconds") not in (None, "")]
-    if not timed:
-        return "not recorded"
-    each = ", ".join(f"{r['label']} s{r['seed']} {float(r['seconds']) / 60:.0f} min" for r in timed)
-    return f"{each}; {sum(float(r['seconds']) for r in timed) / 3600:.1f} h in all"
+    """Each run's recorded time and the total, in results.md's words (``runner.time_summary``)."""
+    from resnetlab.experiments.runner import time_summary
+
+    runs = [SimpleNamespace(label=r["label"], seed=r["seed"], seconds=float(r["seconds"]) if r.get("seconds") else None)
+            for r in result["runs"]]
+    return time_summary(runs) or "not recorded"
 
 
 def noise_block() -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..models import specs
 from ..train.metrics import read_metrics, series
-from .runner import Context, RunRecord, RunSpec, fmt, write_results
+from .runner import Context, RunRecord, RunSpec, fmt, judge, verdict, write_results
 
 PLAIN = (20, 32, 44, 56)
 RESNET = (20, 32, 44, 56, 110)
@@ -80,17 +80,6 @@ def plot(records: list[RunRecord], out: Path) -> Path:
     return path
 
 
-def verdict(margin: float, noise: float | None, decimals: int = 2) -> str:
-    """A margin within the noise (the spread of two ResNet-20 seeds at the budget) is a tie, not a finding; with
-    the noise not measured, a margin only has a direction ("leaning"), never "shown"."""
-    margin = round(margin, decimals)  # judged as printed: the noise is a rounded figure (0.54 for a 0.5399... spread)
-    if noise is None:
-        return "leaning" if margin > 0 else "reversed"
-    if abs(margin) <= noise:
-        return "tie"
-    return "shown" if margin > 0 else "reversed"
-
-
 def _depth(name: str) -> int:
     return int(name.removeprefix("plain").removeprefix("resnet"))
 
@@ -110,8 +99,7 @@ def findings(by_model: dict[str, RunRecord], noise: tuple[float, float] | None =
     out: list[dict[str, Any]] = []
 
     def add(finding: int, what: str, margin: float, noise_: float | None, **extra: Any) -> None:
-        out.append({"finding": finding, "what": what, "margin": margin, "noise": noise_,
-                    "verdict": verdict(margin, noise_), "holds": verdict(margin, noise_) == "shown", **extra})
+        out.append({"finding": finding, **judge(what, margin, noise_), **extra})
 
     for a, b in itertools.pairwise(plain):
         if err[a][0] is not None and err[b][0] is not None:

@@ -16,8 +16,7 @@ from torch import Tensor, nn
 from ..data import normalize
 from ..data.cache import atomic_write
 from ..models.responses import record_responses
-from .degradation import verdict
-from .runner import Context, RunRecord, RunSpec, fmt, run_model, write_results
+from .runner import Context, RunRecord, RunSpec, fmt, judge, judged_lines, run_model, write_results
 
 NETS = ("plain20", "plain56", "resnet20", "resnet56", "resnet110")
 
@@ -65,14 +64,8 @@ def orderings(mean_std: dict[str, float], noise: float | None = None) -> list[di
     pairs = [(f"plain{d}", f"resnet{d}", f"resnet{d} responds less than plain{d}") for d in (20, 56)]
     pairs += [("resnet20", "resnet56", "resnet56 responds less than resnet20"),
               ("resnet56", "resnet110", "resnet110 responds less than resnet56")]
-    out = []
-    for higher, lower, what in pairs:
-        if higher in mean_std and lower in mean_std:
-            margin = round(mean_std[higher] - mean_std[lower], 3)
-            judged = verdict(margin, noise, decimals=3)
-            out.append({"what": f"{what} (mean std, {higher} minus {lower})", "margin": margin, "noise": noise,
-                        "verdict": judged, "holds": judged == "shown"})
-    return out
+    return [judge(f"{what} (mean std, {higher} minus {lower})", round(mean_std[higher] - mean_std[lower], 3), noise,
+                  decimals=3) for higher, lower, what in pairs if higher in mean_std and lower in mean_std]
 
 
 def run(ctx: Context) -> Path:
@@ -90,21 +83,19 @@ def run(ctx: Context) -> Path:
             curves[r.model], layers[r.model] = stds, names
         else:
             seed1 = stds
-    noise = None
+    noise, noise_text = None, "noise not measured at this budget: a margin is only leaning"
     if seed1 is not None and "resnet20" in curves:
-        noise = round(abs(statistics.fmean(curves["resnet20"]) - statistics.fmean(seed1)), 3)
-    records_seed0 = [r for r in records if r.seed == 0]
+        seed0_mean, seed1_mean = statistics.fmean(curves["resnet20"]), statistics.fmean(seed1)
+        noise = round(abs(seed0_mean - seed1_mean), 3)
+        noise_text = f"noise {noise:.3f}: ResNet-20 seeds 0 and 1's mean std, {seed0_mean:.3f} / {seed1_mean:.3f}"
     fig = plot(curves, ctx.out)
     lines = ["| net | 3x3 layers | mean std | median std | test error (%) |", "|---|---:|---:|---:|---:|"]
-    by_model: dict[str, RunRecord] = {r.model: r for r in records_seed0}
+    by_model: dict[str, RunRecord] = {r.model: r for r in records if r.seed == 0}
     for name, stds in curves.items():
         lines.append(f"| {name} | {len(stds)} | {statistics.fmean(stds):.3f} | {statistics.median(stds):.3f} | "
                      f"{fmt(by_model[name].test_error)} |")
     order = orderings({name: statistics.fmean(stds) for name, stds in curves.items()}, noise)
-    noise_text = (f"noise {noise:.3f}: ResNet-20 seeds 0 and 1's mean std, {statistics.fmean(curves['resnet20']):.3f}"
-                  f" / {statistics.fmean(seed1):.3f}" if noise is not None and seed1 is not None
-                  else "noise not measured at this budget: a margin is only leaning")
-    lines += [""] + [f"- {o['what']}: **{o['margin']:+.3f}**, {o['verdict'].upper()} ({noise_text})" for o in order]
+    lines += judged_lines(order, noise_text, decimals=3, unit="")
     lines += ["", "Responses are the outputs of the BN after each 3x3 conv (before ReLU, and before the addition in "
               "residual blocks), in eval mode over the whole test set; std over images, channels and positions. "
               "The paper (Fig. 7): ResNets respond less than plain nets, deeper ResNets less still."]

@@ -235,15 +235,45 @@ class RunRecord:
                    int(r.summary["params"]), str(r.run_dir), dict(spec.model_kwargs), seconds)
 
 
-def run_times(runs: Sequence[RunRecord]) -> str:
-    """One line for results.md: each run's recorded time and the total (what re-running the experiment costs)."""
+def time_summary(runs: Sequence[Any]) -> str:
+    """Each run's recorded time and the total, e.g. "resnet20 s0 28 min, ...; 4.8 h in all" ("" if none is timed).
+    Takes anything with ``label``, ``seed`` and ``seconds`` (RunRecords, or results.json rows via tools/readme.py)."""
     timed = [r for r in runs if r.seconds is not None]
     if not timed:
         return ""
     each = ", ".join(f"{r.label} s{r.seed} {r.seconds / 60:.0f} min" for r in timed)
-    total = sum(r.seconds for r in timed) / 3600
+    return f"{each}; {sum(r.seconds for r in timed) / 3600:.1f} h in all"
+
+
+def run_times(runs: Sequence[RunRecord]) -> str:
+    """One line for results.md: each run's recorded time and the total (what re-running the experiment costs)."""
+    summary = time_summary(runs)
     return (f"- run time (training, evaluation and checkpoints as each run recorded them; approximate: other work "
-            f"shared the cores during some runs): {each}; {total:.1f} h in all")
+            f"shared the cores during some runs): {summary}" if summary else "")
+
+
+def verdict(margin: float, noise: float | None, decimals: int = 2) -> str:
+    """A margin within the noise (the spread of two ResNet-20 seeds at the budget) is a tie, not a finding; with
+    the noise not measured, a margin only has a direction ("leaning"), never "shown"."""
+    margin = round(margin, decimals)  # judged as printed: the noise is a rounded figure (0.54 for a 0.5399... spread)
+    if noise is None:
+        return "leaning" if margin > 0 else "reversed"
+    if abs(margin) <= noise:
+        return "tie"
+    return "shown" if margin > 0 else "reversed"
+
+
+def judge(what: str, margin: float, noise: float | None, decimals: int = 2) -> dict[str, Any]:
+    """One claim as results.json records it: its margin (positive in the paper's direction) and its verdict."""
+    found = verdict(margin, noise, decimals)
+    return {"what": what, "margin": margin, "noise": noise, "verdict": found, "holds": found == "shown"}
+
+
+def judged_lines(found: Sequence[dict[str, Any]], noise_text: str, decimals: int = 2,
+                 unit: str = " points") -> list[str]:
+    """results.md's lines for judged claims, after a blank line."""
+    return [""] + [f"- {f['what']}: **{f['margin']:+.{decimals}f}{unit}**, {f['verdict'].upper()} ({noise_text})"
+                   for f in found]
 
 
 def machine() -> str:

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import model_info, specs
-from .degradation import verdict
-from .runner import Context, RunSpec, fmt, write_results
+from .runner import Context, RunSpec, fmt, judge, judged_lines, write_results
 
 OPTIONS = ("A", "B", "C")
 
@@ -33,12 +32,8 @@ def comparisons(test_error: dict[str, float], noise: float | None) -> list[dict[
     """Table 3's ordering (A > B > C in error) as test-error margins between neighbouring options, positive in the
     paper's direction, each judged against ``noise`` (two ResNet-20 seeds' test spread; None: only leaning)."""
     present = [o for o in OPTIONS if test_error.get(o) is not None]
-    out = []
-    for a, b in itertools.pairwise(present):
-        margin = test_error[a] - test_error[b]
-        out.append({"what": f"{b} below {a} (test error, {a} minus {b})", "margin": margin, "noise": noise,
-                    "verdict": verdict(margin, noise), "holds": verdict(margin, noise) == "shown"})
-    return out
+    return [judge(f"{b} below {a} (test error, {a} minus {b}), seed 0", test_error[a] - test_error[b], noise)
+            for a, b in itertools.pairwise(present)]
 
 
 def run(ctx: Context, model: str = "resnet20", seeds: int | None = None) -> Path:
@@ -59,8 +54,7 @@ def run(ctx: Context, model: str = "resnet20", seeds: int | None = None) -> Path
     noise = ctx.budget.noise[0] if ctx.budget.noise else None
     found = comparisons({r.options.get("shortcut", default): r.test_error for r in records if r.seed == 0}, noise)
     noise_text = f"noise: test {noise:.2f} points" if noise is not None else "noise not measured at this budget"
-    lines += [""] + [f"- {c['what']}, seed 0: **{c['margin']:+.2f} points**, {c['verdict'].upper()} ({noise_text})"
-                     for c in found]
+    lines += judged_lines(found, noise_text)
     lines += ["", f"{model} on CIFAR-10 with each shortcut option. {paper_note()}"]
     write_results(ctx, f"Shortcut options A/B/C on {model} (CIFAR analogue of Table 3)", "\n".join(lines), records,
                   {"comparisons": found})

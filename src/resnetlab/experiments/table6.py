@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import specs
-from .degradation import verdict
-from .runner import Context, RunRecord, RunSpec, fmt, write_results
+from .runner import Context, RunRecord, RunSpec, fmt, judge, judged_lines, write_results
 
 DEPTHS = (20, 32, 44, 56, 110)
 QUICK_DEPTHS = (20, 32, 44, 56)  # ResNet-110 at 2 seeds does not fit in 30 CPU minutes
@@ -48,12 +47,8 @@ def depth_orderings(rows: list[dict[str, Any]], noise: float | None) -> list[dic
     means = sorted(((r["model"], r["mean"]) for r in rows if r["mean"] is not None),
                    key=lambda m: int(m[0].removeprefix("resnet")))
     pairs = list(itertools.pairwise(means)) + ([(means[0], means[-1])] if len(means) > 2 else [])
-    out = []
-    for (a, err_a), (b, err_b) in pairs:
-        margin = err_a - err_b
-        out.append({"what": f"{b} below {a} (mean test error, {a} minus {b})", "margin": margin, "noise": noise,
-                    "verdict": verdict(margin, noise), "holds": verdict(margin, noise) == "shown"})
-    return out
+    return [judge(f"{b} below {a} (mean test error, {a} minus {b})", err_a - err_b, noise)
+            for (a, err_a), (b, err_b) in pairs]
 
 
 def run(ctx: Context, include_1202: bool = False, seeds: int | None = None) -> Path:
@@ -72,8 +67,7 @@ def run(ctx: Context, include_1202: bool = False, seeds: int | None = None) -> P
     noise = ctx.budget.noise[0] if ctx.budget.noise else None
     order = depth_orderings(rows, noise)
     noise_text = f"noise: test {noise:.2f} points" if noise is not None else "noise not measured at this budget"
-    lines += [""] + [f"- {o['what']}: **{o['margin']:+.2f} points**, {o['verdict'].upper()} ({noise_text})"
-                     for o in order]
+    lines += judged_lines(order, noise_text)
     others = ", ".join(f"{k} {v}" for k, v in specs.TABLE6_OTHERS.items())
     lines += ["", "Test error on the 10k test set at the end of training; the checkpoint is the last one (never "
               "chosen on the test set). std is the population std over seeds. The paper's column: Table 6 (best of "
