@@ -52,3 +52,51 @@ def test_the_medium_budget_judges_with_the_noise_its_committed_seeds_measured() 
     tool = _tool()
     numbers = [float(x) for x in tool.noise_block().split("a spread of ")[1].split(" points")[0].split(" / ")]
     assert get_budget("medium").noise == tuple(numbers)
+
+
+def _paper_run(root, iters: list[int], summary: dict | None = None):
+    import json
+
+    run = root / "runs" / "paper" / "resnet20-s0-0123abcd"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({
+        "model": "resnet20", "seed": 0, "recipe": "cifar10_paper", "lr": 0.1, "lr_schedule": "step", "lr_decay": 0.1,
+        "milestones": [32000, 48000], "batch_size": 128, "bn_batch": 64, "max_iters": 64000}))
+    rows = []
+    for it in (1000, 2000, 3000):
+        rows += [{"kind": "train", "iter": it, "lr": 0.1}, {"kind": "eval", "iter": it, "val_error": 40.0 - it / 100,
+                                                              "test_error": 41.0 - it / 100}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for it in iters:
+        (run / f"checkpoint-{it:07d}.pt").write_bytes(b"x")
+    if summary is not None:
+        (run / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
+def test_the_paper_block_reports_the_newest_checkpoint_and_the_last_evaluation_before_it(tmp_path, monkeypatch) -> None:
+    """Outside a git checkout every file counts; the evaluation after the newest checkpoint is not reported (a
+    resume drops it)."""
+    tool = _tool()
+    monkeypatch.setattr(tool, "ROOT", tmp_path)
+    monkeypatch.setattr(tool, "PAPER_RUNS", tmp_path / "runs" / "paper")
+    assert "No paper-length run is committed yet" in tool.paper_block()
+    _paper_run(tmp_path, [1000, 2000])
+    block = tool.paper_block()
+    assert "**unfinished**, committed at iteration 2,000 of 64,000" in block
+    assert "at iteration 2,000 (lr 0.1): test error 21.00%, validation 20.00%" in block
+    assert "The paper's final test error: 8.75%" in block
+
+
+def test_the_paper_block_reports_a_finished_run_and_rejects_one_without_checkpoint_or_summary(
+        tmp_path, monkeypatch) -> None:
+    tool = _tool()
+    monkeypatch.setattr(tool, "ROOT", tmp_path)
+    monkeypatch.setattr(tool, "PAPER_RUNS", tmp_path / "runs" / "paper")
+    run = _paper_run(tmp_path, [], {"iterations": 64000, "test_error": 9.1234, "train_error": 0.5,
+                                    "seconds": {"train": 7000.0, "eval": 180.0, "checkpoint": 20.0}})
+    assert "**finished**, 64,000 iterations: test error **9.12%** (the paper's: 8.75%), training error 0.50%; 2.0 h" \
+        in tool.paper_block()
+    (run / "summary.json").unlink()
+    with pytest.raises(SystemExit, match="neither a summary nor a committed checkpoint"):
+        tool.paper_block()

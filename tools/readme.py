@@ -8,7 +8,9 @@ A block sits between ``<!-- generated: NAME (python tools/readme.py) -->`` and `
   (``results/degradation-medium``, and ``results/table6-medium`` where it has more seeds);
 - ``noise``: the medium budget's noise, the spread of its two committed ResNet-20 seeds (``results/table6-medium``);
 - ``medium``: Fig. 6, Table 6, Fig. 7 and the shortcut options from ``results/*-medium/results.md``;
-- ``cards``: the weights' cards table, as ``resnetlab weights`` prints it from ``models/released.json``.
+- ``cards``: the weights' cards table, as ``resnetlab weights`` prints it from ``models/released.json``;
+- ``paper``: where the paper-length ResNet-20 stands, from the files git tracks under ``runs/paper`` (a clone's view,
+  not the local checkpoints of a run still training).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +27,8 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
 README = ROOT / "README.md"
+PAPER_RUNS = ROOT / "runs" / "paper"
+PAPER_COMMAND = "resnetlab reproduce degradation --budget paper --data ../shared/data/cifar10-jpeg --only resnet20"
 
 # (experiment, title, figure file or None, whether its verdict lines follow its table); the order of the README's
 # medium section. Fig. 6's verdicts are the findings block at the top.
@@ -160,8 +165,58 @@ def cards_block() -> str:
     return cards_table().rstrip()
 
 
+def _tracked(folder: Path) -> list[Path]:
+    """The files git tracks under ``folder``; every file on disk when this is not a git checkout."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "--", folder.relative_to(ROOT).as_posix()], cwd=ROOT,
+                             capture_output=True, check=True).stdout.decode()
+    except (OSError, subprocess.CalledProcessError):
+        return sorted(p for p in folder.rglob("*") if p.is_file())
+    return [ROOT / f for f in out.split("\0") if f]
+
+
+def paper_block() -> str:
+    """One line per committed paper-budget run: its final errors, or how far it got and its last evaluation."""
+    from resnetlab.models.specs import paper_numbers
+
+    files = _tracked(PAPER_RUNS)
+    runs = sorted(p.parent for p in files if p.name == "config.json")
+    if not runs:
+        return f"No paper-length run is committed yet; `{PAPER_COMMAND}` trains one."
+    lines = []
+    for run in runs:
+        config = json.loads((run / "config.json").read_text())
+        paper = paper_numbers(config["model"])
+        reported = f"{paper.cifar10_error:.2f}" if paper and paper.cifar10_error else "-"
+        where = run.relative_to(ROOT).as_posix()
+        name = f"{_net(config['model'])} seed {config['seed']}"
+        steps = " and ".join(f"{m:,}" for m in config["milestones"])
+        name += (f" ({config['recipe']}: lr {config['lr']:g}, {config['lr_schedule']} decay by "
+                 f"{config['lr_decay']:g} at {steps}, batch {config['batch_size']}, BN over {config['bn_batch']})")
+        if run / "summary.json" in files:
+            s = json.loads((run / "summary.json").read_text())
+            hours = sum(s["seconds"].values()) / 3600
+            lines.append(f"- {name} ([{where}]({where})): **finished**, {s['iterations']:,} iterations: test error "
+                         f"**{s['test_error']:.2f}%** (the paper's: {reported}%), training error "
+                         f"{s['train_error']:.2f}%; {hours:.1f} h as the run recorded it.")
+            continue
+        ckpts = [int(m[1]) for p in files if (m := re.fullmatch(r"checkpoint-(\d+)\.pt", p.name))]
+        if not ckpts:
+            raise Stale(f"{where} has neither a summary nor a committed checkpoint")
+        at = max(ckpts)
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        evals = [r for r in rows if r["kind"] == "eval" and r["iter"] <= at and r.get("test_error") is not None]
+        lrs = [r["lr"] for r in rows if r["kind"] == "train" and r["iter"] <= at]
+        last = (f"; its last evaluation, at iteration {evals[-1]['iter']:,} (lr {lrs[-1]:g}): test error "
+                f"{evals[-1]['test_error']:.2f}%, validation {evals[-1]['val_error']:.2f}%") if evals and lrs else ""
+        lines.append(f"- {name} ([{where}]({where})): **unfinished**, committed at iteration {at:,} of "
+                     f"{config['max_iters']:,} (its newest checkpoint){last}. The paper's final test error: "
+                     f"{reported}%. The same command resumes it.")
+    return "\n".join([f"`{PAPER_COMMAND}` (the JPEG copy, 45k training images):", "", *lines])
+
+
 BLOCKS: dict[str, Callable[[], str]] = {"findings": findings_block, "noise": noise_block, "medium": medium_block,
-                                        "cards": cards_block}
+                                        "cards": cards_block, "paper": paper_block}
 
 
 def render(text: str) -> tuple[str, list[str]]:
