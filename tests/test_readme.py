@@ -54,10 +54,10 @@ def test_the_medium_budget_judges_with_the_noise_its_committed_seeds_measured() 
     assert get_budget("medium").noise == tuple(numbers)
 
 
-def _paper_run(root, iters: list[int], summary: dict | None = None):
+def _paper_run(root, iters: list[int], summary: dict | None = None, name: str = "resnet20-s0-0123abcd"):
     import json
 
-    run = root / "runs" / "paper" / "resnet20-s0-0123abcd"
+    run = root / "runs" / "paper" / name
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({
         "model": "resnet20", "seed": 0, "recipe": "cifar10_paper", "lr": 0.1, "lr_schedule": "step", "lr_decay": 0.1,
@@ -86,6 +86,8 @@ def test_the_paper_block_reports_the_newest_checkpoint_and_the_last_evaluation_b
     assert "**unfinished**, committed at iteration 2,000 of 64,000" in block
     assert "at iteration 2,000 (lr 0.1): test error 21.00%, validation 20.00%" in block
     assert "The paper's final test error: 8.75%" in block
+    _paper_run(tmp_path, [3000], name="resnet20-s1-4567cdef")  # another run's checkpoint is not this run's
+    assert "**unfinished**, committed at iteration 2,000 of 64,000" in tool.paper_block()
 
 
 def test_the_paper_block_reports_a_finished_run_and_rejects_one_without_checkpoint_or_summary(

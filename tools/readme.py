@@ -178,6 +178,8 @@ def _tracked(folder: Path) -> list[Path]:
 def paper_block() -> str:
     """One line per committed paper-budget run: its final errors, or how far it got and its last evaluation."""
     from resnetlab.models.specs import paper_numbers
+    from resnetlab.train.checkpoint import checkpoint_iteration
+    from resnetlab.train.metrics import read_metrics
 
     files = _tracked(PAPER_RUNS)
     runs = sorted(p.parent for p in files if p.name == "config.json")
@@ -200,11 +202,11 @@ def paper_block() -> str:
                          f"**{s['test_error']:.2f}%** (the paper's: {reported}%), training error "
                          f"{s['train_error']:.2f}%; {hours:.1f} h as the run recorded it.")
             continue
-        ckpts = [int(m[1]) for p in files if (m := re.fullmatch(r"checkpoint-(\d+)\.pt", p.name))]
+        ckpts = [it for p in files if p.parent == run and (it := checkpoint_iteration(p.name)) is not None]
         if not ckpts:
             raise Stale(f"{where} has neither a summary nor a committed checkpoint")
         at = max(ckpts)
-        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        rows = read_metrics(run / "metrics.jsonl")
         evals = [r for r in rows if r["kind"] == "eval" and r["iter"] <= at and r.get("test_error") is not None]
         lrs = [r["lr"] for r in rows if r["kind"] == "train" and r["iter"] <= at]
         last = (f"; its last evaluation, at iteration {evals[-1]['iter']:,} (lr {lrs[-1]:g}): test error "

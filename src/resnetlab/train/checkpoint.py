@@ -34,6 +34,12 @@ def checkpoint_name(iteration: int) -> str:
     return f"checkpoint-{iteration:07d}.pt"
 
 
+def checkpoint_iteration(name: str) -> int | None:
+    """The iteration in a checkpoint's file name (``checkpoint_name``'s inverse); None for any other file."""
+    m = _NAME.fullmatch(name)
+    return int(m.group(1)) if m else None
+
+
 def checksum_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
@@ -114,12 +120,7 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """(iteration, path) of every checkpoint file in ``run_dir``, oldest first (valid or not)."""
     if not run_dir.is_dir():
         return []
-    found = []
-    for p in run_dir.iterdir():
-        m = _NAME.fullmatch(p.name)
-        if m:
-            found.append((int(m.group(1)), p))
-    return sorted(found)
+    return sorted((it, p) for p in run_dir.iterdir() if (it := checkpoint_iteration(p.name)) is not None)
 
 
 def latest_checkpoint(run_dir: Path, log: Any = print) -> tuple[Path, dict[str, Any]] | None:
