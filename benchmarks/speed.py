@@ -6,24 +6,22 @@
 
 Run it on an otherwise idle machine: a second busy process halves every figure and fakes ratios. Variants are
 interleaved (round-robin, several rounds) and medians are reported. Training FLOPs = 3 x forward multiply-adds x 2,
-with the forward counted by the model's own complexity report (``torch.utils.flop_counter``).
+with the forward counted by the model's own complexity report (``torch.utils.flop_counter``). The memory, allocator
+and thread sections live in ``speed_process.py`` (they measure fresh processes); the timing helpers in
+``speed_common.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import resource
-import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from speed_common import DEFAULT_PRECISION, Batch, best_seconds, interleave, train_step_fn
+from speed_process import bench_allocator, bench_memory, bench_threads
 
 from resnetlab import create_model
 from resnetlab.data import BatchLoader, apply_crop_flip, draw_crop_flip, normalize
@@ -31,22 +29,6 @@ from resnetlab.experiments.runner import machine
 from resnetlab.inference import InferenceModel
 from resnetlab.models.complexity import complexity
 from resnetlab.runtime import tune_allocator
-from resnetlab.train.device import autocast, resolve_precision
-
-
-def interleave(variants: dict[str, Callable[[], None]], rounds: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds per call of each variant, variants taking turns so that drifts hit all of them alike."""
-    for fn in variants.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in samples.items()}
-
 
 # --- the machine's limit ------------------------------------------------------------------------------------------
 LIMIT_SIZES = (1024, 2048, 3072, 4096)
@@ -59,18 +41,6 @@ CONV_GEMMS = {
     "ResNet-50 3x3, 14x14, 256 ch, batch 16": (16 * 14 * 14, 9 * 256, 256),
 }
 CIFAR_STAGES = [k for k in CONV_GEMMS if k.startswith("CIFAR")]
-
-
-def best_seconds(fn: Callable[[], object], calls: int = 6, warmup: int = 2) -> float:
-    """The fastest of ``calls`` calls after ``warmup`` (a limit is what the machine can do, not a typical call)."""
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def gemm_gflops(m: int, k: int, n: int, dtype: torch.dtype) -> float:
@@ -127,8 +97,6 @@ def measure_limits() -> tuple[Limits, list[str]]:
 
 
 # --- training -----------------------------------------------------------------------------------------------------
-CPU = torch.device("cpu")
-DEFAULT_PRECISION = resolve_precision("auto", CPU)  # what TrainConfig's precision="auto" computes in here
 TRAIN_MODES = {
     "reference (fp32, NCHW)": ("fp32", False),
     "fp32 channels_last (precision=fp32)": ("fp32", True),
@@ -136,32 +104,6 @@ TRAIN_MODES = {
 }
 DEFAULT_MODE = next(m for m, (p, cl) in TRAIN_MODES.items() if p == DEFAULT_PRECISION and cl)
 
-
-Batch = tuple[torch.Tensor, torch.Tensor]  # uint8 images [B, 3, 32, 32], labels [B]
-Batches = Callable[[], Batch]
-
-
-def train_step_fn(name: str, precision: str, channels_last: bool, batch: int = 128,
-                  batches: Batches | None = None) -> Callable[[], None]:
-    """One SGD step of the library's training path; ``batches`` feeds it (default: one preloaded batch)."""
-    torch.manual_seed(0)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = create_model(name).to(memory_format=fmt).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    fixed = (torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (batch,)))
-    mean = fixed[0].float().mean(0)
-    batches = batches or (lambda: fixed)
-
-    def step() -> None:
-        images, labels = batches()
-        x = normalize(images, mean, memory_format=fmt)
-        opt.zero_grad(set_to_none=True)
-        with autocast(CPU, precision):
-            out = model(x)
-        F.cross_entropy(out.float(), labels).backward()
-        opt.step()
-
-    return step
 
 
 def bench_train(rounds: int, limits: Limits) -> list[str]:
@@ -345,133 +287,6 @@ def agreement(checkpoint: str, data: str | None) -> str:
     return f"| {cfg.model} | {checkpoint} | {100 * wrong / total:.2f} | {total:,} | {100 * same / total:.2f}% |"
 
 
-# --- memory -------------------------------------------------------------------------------------------------------
-def _peak_rss_child(name: str, precision: str, checkpointing: bool, steps: int = 2) -> None:
-    tune_allocator()
-    model = create_model(name).to(memory_format=torch.channels_last).train()
-    if checkpointing:
-        model.set_grad_checkpointing(True)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(128, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (128,))
-    for _ in range(steps):
-        opt.zero_grad()
-        with autocast(CPU, precision):
-            out = model(x)
-        F.cross_entropy(out.float(), y).backward()
-        opt.step()
-    print(json.dumps({"peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
-
-
-def bench_memory(models: list[str]) -> list[str]:
-    rows = ["| model (batch 128, training) | fp32 | bf16 | bf16 + activation checkpointing |", "|---|---:|---:|---:|"]
-    for name in models:
-        cells = []
-        for precision, ckpt in (("fp32", False), ("bf16", False), ("bf16", True)):
-            proc = subprocess.run([sys.executable, __file__, "--memory-child", name, precision, str(int(ckpt))],
-                                  capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
-            if proc.returncode:
-                cells.append(f"failed ({proc.stderr.strip().splitlines()[-1][:60]})")
-            else:
-                cells.append(f"{json.loads(proc.stdout.strip().splitlines()[-1])['peak_gb']:.2f} GB")
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
-    return rows
-
-
-# --- allocator ----------------------------------------------------------------------------------------------------
-ALLOCATORS = {  # name -> environment of a child process
-    "glibc malloc, system settings": {"RESNETLAB_MALLOC": "system"},
-    "glibc malloc, tuned (the library's choice, runtime.py)": {},
-    "jemalloc (LD_PRELOAD)": {"LD_PRELOAD": "jemalloc"},
-    "tcmalloc (LD_PRELOAD)": {"LD_PRELOAD": "tcmalloc_minimal"},
-}
-
-
-def _allocator_child(steps: int) -> None:
-    """img/s of ResNet-20 training (the default path), and of ResNet-56 (batch 128) and ResNet-50 (batch 16)
-    inference: the reference mode and the library's bf16 inference path."""
-    tune_allocator()  # as every resnetlab command does (skipped under RESNETLAB_MALLOC=system or another malloc)
-    out = {}
-    step = train_step_fn("resnet20", DEFAULT_PRECISION, True)
-    cases: list[tuple[str, Callable[[], None], int, int]] = [("train", step, steps, 128)]
-    for name, size, batch in (("resnet56", 32, 128), ("resnet50", 224, 16)):
-        torch.manual_seed(0)
-        model = create_model(name).eval()
-        x = torch.randn(batch, 3, size, size)
-        fast = InferenceModel(model, "bf16")
-
-        def ref(model: torch.nn.Module = model, x: torch.Tensor = x) -> None:
-            with torch.no_grad():
-                model(x)
-
-        cases += [(f"{name} reference", ref, 5, batch), (f"{name} bf16", lambda f=fast, x=x: f(x), 5, batch)]
-    for key, fn, n, batch in cases:
-        times = []
-        for i in range(n + 2):
-            t0 = time.perf_counter()
-            fn()
-            if i >= 2:
-                times.append(time.perf_counter() - t0)
-        out[key] = batch / statistics.median(times)
-    print(json.dumps(out))
-
-
-def bench_allocator(rounds: int, steps: int = 15) -> list[str]:
-    import ctypes.util
-
-    envs: dict[str, dict[str, str]] = {}
-    for label, env in ALLOCATORS.items():
-        if "LD_PRELOAD" in env:
-            lib = ctypes.util.find_library(env["LD_PRELOAD"])
-            if lib is None:
-                continue  # not installed here (Debian: libjemalloc2, libtcmalloc-minimal4)
-            env = {"LD_PRELOAD": lib}
-        envs[label] = env
-    base = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "RESNETLAB_MALLOC")}
-    samples: dict[str, list[dict[str, float]]] = {k: [] for k in envs}
-    for _ in range(rounds):  # processes take turns
-        for label, env in envs.items():
-            proc = subprocess.run([sys.executable, __file__, "--allocator-child", str(steps)],
-                                  capture_output=True, text=True, env={**base, **env})
-            if proc.returncode:
-                raise SystemExit(f"the {label} child failed:\n{proc.stderr}")
-            samples[label].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    med = {label: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for label, runs in samples.items()}
-    system = med["glibc malloc, system settings"]
-    keys = ["train", "resnet56 reference", "resnet56 bf16", "resnet50 reference", "resnet50 bf16"]
-    rows = [f"| allocator (a fresh process each; img/s, x system settings) | ResNet-20 training ({DEFAULT_PRECISION} "
-            "channels_last) | ResNet-56 inference, reference fp32 NCHW, batch 128 | ResNet-56, bf16 inference path | "
-            "ResNet-50 inference, reference, batch 16 | ResNet-50, bf16 inference path |",
-            "|---|---:|---:|---:|---:|---:|"]
-    for label, m in med.items():
-        rows.append(f"| {label} | " + " | ".join(f"{m[k]:,.0f} ({m[k] / system[k]:.2f}x)" for k in keys) + " |")
-    lib = med["glibc malloc, tuned (the library's choice, runtime.py)"]
-    rows.append("")
-    for name in ("resnet56", "resnet50"):
-        rows.append(f"{name}: the library's bf16 inference path in its process x the reference in a process with "
-                    f"the system's malloc settings: {lib[name + ' bf16'] / system[name + ' reference']:.2f}; "
-                    f"in the same process: {lib[name + ' bf16'] / lib[name + ' reference']:.2f}")
-    missing = [k for k in ALLOCATORS if k not in envs]
-    if missing:
-        rows.append(f"\nnot installed here: {', '.join(missing)}")
-    return rows
-
-
-# --- threads ------------------------------------------------------------------------------------------------------
-def bench_threads(rounds: int) -> list[str]:
-    rows = [f"| intra-op threads | ResNet-20 training img/s ({DEFAULT_PRECISION} channels_last) |", "|---|---:|"]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    step = train_step_fn("resnet20", DEFAULT_PRECISION, True)
-    results: dict[int, float] = {}
-    for n in sorted({1, cores}):
-        torch.set_num_threads(n)
-        results[n] = 128 / interleave({"s": step}, rounds, warmup=2)["s"]
-    torch.set_num_threads(cores)
-    for n, ips in results.items():
-        note = " (the library's choice: all cores of this process's share)" if n == cores else ""
-        rows.append(f"| {n}{note} | {ips:,.0f} |")
-    return rows
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -482,16 +297,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", action="append",
                         help="a trained CIFAR checkpoint, for bf16-vs-fp32 top-1 agreement (repeatable)")
     parser.add_argument("--data", help="its data (default: the checkpoint's)")
-    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
-    parser.add_argument("--allocator-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.memory_child:
-        name, precision, ckpt = args.memory_child
-        _peak_rss_child(name, precision, ckpt == "1")
-        return
-    if args.allocator_child:
-        _allocator_child(args.allocator_child)
-        return
     tune_allocator()  # the library's choice, as in every resnetlab command; the allocator section shows its effect
     print(f"machine: {machine()}; torch threads {torch.get_num_threads()}")
     limits = Limits({"fp32": float("nan"), "bf16": float("nan")}, {})

@@ -1,6 +1,6 @@
-"""The committed medium-budget runs (runs/medium): every CIFAR experiment renders from them on the real data with no
-training, each committed run is found under the key computed now (a refactor that changed run keys fails here),
-and its weights file matches its summary."""
+"""The committed runs (runs/medium, and the paper-length ResNet-20 in runs/paper): every CIFAR experiment renders from
+them on the real data with no training, each committed run is found under the key computed now (a refactor that
+changed run keys fails here), and its weights file matches its summary."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ RUNS = REPO / "runs"
 CIFAR_EXPERIMENTS = ("degradation", "table6", "responses", "shortcuts")
 
 
-def committed() -> list[Path]:
-    return sorted(p.parent for p in (RUNS / "medium").glob("*/summary.json"))
+def committed(budget: str | None = None) -> list[Path]:
+    """The finished runs git tracks, of one budget (runs/<budget>/) or of all."""
+    return sorted(p.parent for p in tracked(RUNS) if p.name == "summary.json"
+                  and (budget is None or p.parent.parent.name == budget))
 
 
 def tracked(under: Path) -> list[Path]:
@@ -40,13 +42,16 @@ def unfinished() -> list[Path]:
 
 def test_committed_runs_are_complete_records() -> None:
     runs = committed()
-    assert runs, "no committed medium runs"
+    assert committed("medium"), "no committed medium runs"
     for run in runs:
         summary = json.loads((run / "summary.json").read_text())
+        config = json.loads((run / "config.json").read_text())
         assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.jsonl", "summary.json",
                                                  "model.safetensors", "model.safetensors.sha256"}, run
         wf = load_weights(run / "model.safetensors", summary["weights_sha256"])
-        assert wf.meta["iterations"] == summary["iterations"] == 6_400, run
+        assert wf.meta["iterations"] == summary["iterations"] == config["max_iters"], run
+        if run.parent.name == "medium":
+            assert summary["iterations"] == 6_400, run
         assert summary["eval_precision"] == "fp32"
     total = sum(f.stat().st_size for f in tracked(RUNS))
     assert total < 60 * 2**20  # the budget for everything the campaign and the released weights add
@@ -93,4 +98,10 @@ def test_every_medium_experiment_renders_from_the_committed_runs_without_trainin
         if payload["missing"]:
             assert "Not trained yet" in md
     # every committed run is found under the key computed now: none is stale or orphaned
-    assert {p.name for p in committed()} <= used
+    assert {p.name for p in committed("medium")} <= used
+    if committed("paper"):  # the paper-length ResNet-20, once finished, renders the same way
+        out = reproduce("degradation", "paper", str(data), tmp_path / "paper", RUNS, progress=False, train=False,
+                        argv=["reproduce", "degradation", "--budget", "paper", "--no-train"])
+        payload = json.loads((out / "results.json").read_text())
+        assert {Path(r["run_dir"]).name for r in payload["runs"]} == {p.name for p in committed("paper")}
+        assert all(r["iterations"] == 64_000 for r in payload["runs"])

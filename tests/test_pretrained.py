@@ -54,12 +54,12 @@ def test_every_finished_committed_run_is_released_under_the_name_of_its_origin()
     model's default, other seeds and shortcut options are named after the experiment that trained them."""
     from resnetlab import release
 
-    runs = sorted(p for p in (REPO / "runs" / "medium").iterdir() if (p / "model.safetensors").is_file())
+    runs = sorted(p.parent for p in (REPO / "runs").glob("*/*/model.safetensors"))  # runs/<budget>/<run>
     by_run = {weights_entry(n).meta["run"]: n for n in RELEASED}
     assert sorted(by_run) == [p.relative_to(REPO).as_posix() for p in runs] and len(by_run) == len(RELEASED)
     for run in runs:
         config = json.loads((run / "config.json").read_text())
-        tag, command = release.run_origin(config["model"], config["model_kwargs"], config["seed"])
+        tag, command = release.run_origin(config["model"], config["model_kwargs"], config["seed"], run.parent.name)
         entry = weights_entry(by_run[run.relative_to(REPO).as_posix()])
         assert (entry.name, entry.meta["command"], entry.meta["seed"]) == (f"{config['model']}.{tag}", command,
                                                                            config["seed"])
