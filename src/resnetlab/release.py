@@ -22,9 +22,13 @@ from .pretrained import REPO_ROOT
 from .safeweights import load_weights
 from .train.report import DEFAULT_EVAL_BATCH, evaluate_checkpoint
 
-__all__ = ["DEFAULT_TAG", "cards_table", "make_card", "publish", "release_runs", "run_origin"]
+__all__ = ["DEFAULT_PREFERENCE", "DEFAULT_TAG", "cards_table", "make_card", "ordered_rows", "publish", "release_runs",
+           "run_origin"]
 
 DEFAULT_TAG = "cifar10jpeg_medium"
+# pretrained=True (a model's "DEFAULT") loads the first of these a model has: the paper's full schedule (Sec. 4.2),
+# else Fig. 6's medium-budget run
+DEFAULT_PREFERENCE = ("cifar10jpeg_paper", DEFAULT_TAG)
 _DATA = "--data ../shared/data/cifar10-jpeg"
 DEFAULT_DATA_NAME = "CIFAR-10, the JPEG (quality 75) copy in ../shared/data/cifar10-jpeg (45k train / 5k val split)"
 
@@ -103,6 +107,19 @@ def _row(entry: WeightsEntry) -> dict[str, Any]:
             "sha256": entry.sha256, "size": entry.size, "meta": entry.meta}
 
 
+def ordered_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Manifest rows by model (the registry's order); within a model the DEFAULT_PREFERENCE tags first, in that
+    order (the first is what pretrained=True loads), then the others as released."""
+    order = {m: i for i, m in enumerate(list_models("cifar"))}
+
+    def key(r: dict[str, Any]) -> tuple[int, int]:
+        tag = r["name"].partition(".")[2]
+        rank = DEFAULT_PREFERENCE.index(tag) if tag in DEFAULT_PREFERENCE else len(DEFAULT_PREFERENCE)
+        return order.get(r["model"], len(order)), rank
+
+    return sorted(rows, key=key)  # stable: the rest keep their release order
+
+
 def release_runs(run_dirs: list[Path], data: str, manifest: Path = RELEASED, **card_options: Any) -> list[WeightsEntry]:
     """Add (or refresh) the cards of ``run_dirs`` in ``manifest``; entries are ordered as the registry's models."""
     rows = {r["name"]: r for r in json.loads(manifest.read_text())["weights"]} if manifest.is_file() else {}
@@ -112,11 +129,7 @@ def release_runs(run_dirs: list[Path], data: str, manifest: Path = RELEASED, **c
             raise ResNetLabError(f"{entry.name} already names the weights of {rows[entry.name]['meta']['run']}, not "
                                  f"{entry.meta['run']}: release this run under another name (--tag TAG)")
         rows[entry.name] = _row(entry)
-    order = {m: i for i, m in enumerate(list_models("cifar"))}
-    # by model; within a model the DEFAULT_TAG entry first (it is what pretrained=True loads), then as released
-    ordered = sorted(rows.values(), key=lambda r: (order.get(r["model"], len(order)),
-                                                   r["name"] != f"{r['model']}.{DEFAULT_TAG}"))
-    text = json.dumps({"weights": ordered}, indent=1) + "\n"
+    text = json.dumps({"weights": ordered_rows(list(rows.values()))}, indent=1) + "\n"
     atomic_write(manifest, lambda f: f.write(text.encode()))
     return made
 
