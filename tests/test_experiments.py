@@ -284,6 +284,8 @@ def test_figures_draw_one_coloured_curve_per_net(tmp_path: Path) -> None:
     # Fig. 6 style: plain-20/56 in the left panel (C0, C1), ResNet-20/56/110 in the right one (C0-C2)
     # (whole runs above, the last 40% zoomed in below)
     assert_figure(degradation.plot(records, tmp_path), (11, 7.6), curves=["C0", "C1", "C2"], absent=("C3",))
+    # one family alone (the paper-length ResNet-20): one column, no empty panel beside it
+    assert_figure(degradation.plot(records[2:3], tmp_path), (5.5, 7.6), curves=["C0"], absent=("C1",))
     stds = {n: [1.0 + 0.1 * k + 0.01 * i for i in range(19)] for k, n in enumerate(nets)}
     assert_figure(responses.plot(stds, tmp_path), (7, 7), curves=[f"C{i}" for i in range(5)], absent=("C5",))
     fig = imagenet.plot([("Table 3 nets", records)], tmp_path, "t3.png")

@@ -43,6 +43,7 @@ CARD_KEYS = {"test_error", "test_images", "evaluation", "train_error", "dataset"
              "params", "macs", "file_size", "preprocessing", "command", "run"}
 BIG = 100e6  # multiply-adds above which reproducing a card is a slow test (ResNet-110 and deeper)
 WEIGHTS20 = "resnet20.cifar10jpeg_medium"
+DEFAULT20 = "resnet20.cifar10jpeg_paper"  # release.DEFAULT_PREFERENCE: the paper-length run comes first
 
 
 def _params(name: str) -> list:
@@ -116,9 +117,10 @@ def test_the_manifest_puts_the_paper_schedule_first_then_the_medium_run_then_the
 
 
 def test_names_resolve_and_unknown_names_say_what_exists(capsys: pytest.CaptureFixture[str]) -> None:
-    assert weights_entry("DEFAULT", "resnet20").name == WEIGHTS20
+    assert weights_entry("DEFAULT", "resnet20").name == DEFAULT20
+    assert weights_entry("DEFAULT", "resnet56").name == "resnet56.cifar10jpeg_medium"  # no paper-length run
     assert weights_entry("cifar10jpeg_medium", "resnet20").name == WEIGHTS20
-    assert list_weights("resnet20") == [WEIGHTS20, f"{WEIGHTS20}_seed1", f"{WEIGHTS20}_shortcutB",
+    assert list_weights("resnet20") == [DEFAULT20, WEIGHTS20, f"{WEIGHTS20}_seed1", f"{WEIGHTS20}_shortcutB",
                                         f"{WEIGHTS20}_shortcutC"]  # the default first
     with pytest.raises(UnknownWeightsError, match=r"did you mean resnet20\.cifar10jpeg_medium"):
         weights_entry("resnet20.cifar10jpg_medium")
@@ -138,8 +140,10 @@ def test_a_clone_loads_from_its_own_files_without_network(monkeypatch: pytest.Mo
     assert pretrained.weights_path(weights_entry(WEIGHTS20)) == REPO / weights_entry(WEIGHTS20).file
     assert not any(tmp_path.iterdir())  # nothing downloaded, nothing cached
     again = resnetlab.create_model("resnet20", pretrained=True)
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(),
+    paper = resnetlab.create_model("resnet20", weights=DEFAULT20)
+    assert all(torch.equal(a, b) for a, b in zip(paper.state_dict().values(), again.state_dict().values(),
                                                  strict=True))
+    assert not torch.equal(paper.conv1.weight, model.conv1.weight)
     with pytest.raises(ResNetLabError, match="cannot change when loading them"):
         resnetlab.create_model("resnet20", weights=WEIGHTS20, num_classes=100)
     assert resnetlab.create_model("resnet20", weights=WEIGHTS20, shortcut="A") is not None  # the default, unchanged
@@ -224,8 +228,8 @@ def test_hub_loads_weights_by_name_and_pretrained(tmp_path: Path, monkeypatch: p
     named = torch.hub.load(str(REPO), "resnet20", source="local", weights=WEIGHTS20)
     default = torch.hub.load(str(REPO), "resnet20", source="local", pretrained=True)
     fresh = torch.hub.load(str(REPO), "resnet20", source="local")
-    ref = resnetlab.create_model("resnet20", weights=WEIGHTS20).state_dict()
-    for m in (named, default):
+    for m, name in ((named, WEIGHTS20), (default, DEFAULT20)):
+        ref = resnetlab.create_model("resnet20", weights=name).state_dict()
         assert all(torch.equal(ref[k], v) for k, v in m.state_dict().items())
     assert not torch.equal(fresh.state_dict()["conv1.weight"], ref["conv1.weight"])
     assert not named.training

@@ -102,3 +102,27 @@ def test_the_paper_block_reports_a_finished_run_and_rejects_one_without_checkpoi
     (run / "summary.json").unlink()
     with pytest.raises(SystemExit, match="neither a summary nor a committed checkpoint"):
         tool.paper_block()
+
+
+def test_the_finished_paper_block_reads_the_first_step_the_medium_seeds_and_the_release(tmp_path, monkeypatch) -> None:
+    import json
+
+    tool = _tool()
+    rows = [{"kind": "eval", "iter": it, "test_error": err} for it, err in
+            ((31000, 19.0), (32000, 18.5), (33000, 13.0), (34000, 12.25), (35000, 13.5), (36000, 12.75))]
+    assert tool._after_first_step(rows, [32000, 48000]) == (
+        " Its test error fell from 18.50% at iteration 32,000 (the first lr step) to 13.00% at 33,000, then stayed "
+        "between 12.25% and 13.50% over the 3 evaluations after.")
+    assert tool._after_first_step(rows[:3], [32000]) == ""  # one evaluation after the step says nothing yet
+    monkeypatch.setattr(tool, "RESULTS", tmp_path)
+    assert tool._medium_comparison("resnet20", 12.0) == ""  # no Table 6 results: no comparison
+    (tmp_path / "table6-medium").mkdir()
+    (tmp_path / "table6-medium" / "results.json").write_text(json.dumps({"runs": [
+        {"model": "resnet20", "test_error": 16.5}, {"model": "resnet20", "test_error": 16.0},
+        {"model": "resnet56", "test_error": 9.0}]}))
+    assert "ends at 16.25% mean test error over 2 seeds: the full schedule is 4.25 points better" in \
+        tool._medium_comparison("resnet20", 12.0)
+    # the committed paper-length run is released, and it is resnet20's default weights
+    assert tool._released_as("runs/paper/resnet20-s0-ae0dd32e") == (
+        " Released as `resnet20.cifar10jpeg_paper` (what `pretrained=True` loads for resnet20).")
+    assert tool._released_as("runs/paper/resnet20-s9-00000000") == ""

@@ -213,3 +213,6 @@ def test_no_train_renders_what_is_finished_and_lists_the_rest(tmp_path: Path,
     assert payload["missing"] == ["resnet20 seed 0", "resnet20-shortcutC seed 0"]
     md = (out / "results.md").read_text()
     assert "Not trained yet, so left out:** resnet20 seed 0, resnet20-shortcutC seed 0" in md
+    assert "Run the same command without `--no-train` to train them" in md
+    # the first render trained only the net --only named: the others are left out because of --only
+    assert "Run the same command without `--only` to train them" in (tmp_path / "a" / "results.md").read_text()

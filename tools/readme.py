@@ -200,7 +200,9 @@ def paper_block() -> str:
             hours = sum(s["seconds"].values()) / 3600
             lines.append(f"- {name} ([{where}]({where})): **finished**, {s['iterations']:,} iterations: test error "
                          f"**{s['test_error']:.2f}%** (the paper's: {reported}%), training error "
-                         f"{s['train_error']:.2f}%; {hours:.1f} h as the run recorded it.")
+                         f"{s['train_error']:.2f}%; {hours:.1f} h as the run recorded it."
+                         + _after_first_step(read_metrics(run / "metrics.jsonl"), config["milestones"])
+                         + _medium_comparison(config["model"], s["test_error"]) + _released_as(where))
             continue
         ckpts = [it for p in files if p.parent == run and (it := checkpoint_iteration(p.name)) is not None]
         if not ckpts:
@@ -214,7 +216,49 @@ def paper_block() -> str:
         lines.append(f"- {name} ([{where}]({where})): **unfinished**, committed at iteration {at:,} of "
                      f"{config['max_iters']:,} (its newest checkpoint){last}. The paper's final test error: "
                      f"{reported}%. The same command resumes it.")
+    figure = ROOT / "results" / "degradation-paper" / "degradation.png"
+    if figure in _tracked(figure.parent):
+        lines += ["", f"![The paper-length runs' curves]({figure.relative_to(ROOT).as_posix()}) "
+                      f"([results.md](results/degradation-paper/results.md))"]
     return "\n".join([f"`{PAPER_COMMAND}` (the JPEG copy, 45k training images):", "", *lines])
+
+
+def _after_first_step(rows: list[dict], milestones: list[int]) -> str:
+    """Where the test error went at the schedule's first lr step, and how much it moved after."""
+    evals = [(r["iter"], r["test_error"]) for r in rows if r["kind"] == "eval" and r.get("test_error") is not None]
+    before = [e for e in evals if e[0] <= milestones[0]] if milestones else []
+    after = [e for e in evals if e[0] > milestones[0]] if milestones else []
+    if not before or len(after) < 2:
+        return ""
+    rest = [e for _, e in after[1:]]
+    return (f" Its test error fell from {before[-1][1]:.2f}% at iteration {before[-1][0]:,} (the first lr step) to "
+            f"{after[0][1]:.2f}% at {after[0][0]:,}, then stayed between {min(rest):.2f}% and {max(rest):.2f}% over "
+            f"the {len(rest)} evaluations after.")
+
+
+def _medium_comparison(model: str, test_error: float) -> str:
+    """The same net at the medium budget (Table 6's seeds), to show what the full schedule adds."""
+    path = RESULTS / "table6-medium" / "results.json"
+    errs = [r["test_error"] for r in json.loads(path.read_text())["runs"]
+            if r["model"] == model] if path.is_file() else []
+    if not errs:
+        return ""
+    mean = sum(errs) / len(errs)
+    return (f" At the medium budget (a tenth of this schedule, cosine decay) the same net ends at {mean:.2f}% mean "
+            f"test error over {len(errs)} seed{'s' * (len(errs) > 1)}: the full schedule is "
+            f"{mean - test_error:.2f} points better.")
+
+
+def _released_as(run: str) -> str:
+    """The released weights made from this run, and whether ``pretrained=True`` loads them."""
+    from resnetlab import get_weights, list_weights
+
+    names = [n for n in list_weights() if get_weights(n).meta.get("run") == run]
+    if not names:
+        return ""
+    default = [n for n in names if n == list_weights(get_weights(n).model)[0]]
+    return (f" Released as {', '.join(f'`{n}`' for n in names)}"
+            + (f" (what `pretrained=True` loads for {get_weights(default[0]).model})" if default else "") + ".")
 
 
 BLOCKS: dict[str, Callable[[], str]] = {"findings": findings_block, "noise": noise_block, "medium": medium_block,

@@ -43,12 +43,14 @@ def plot(records: list[RunRecord], out: Path) -> Path:
 
     panels = [("plain", [r for r in records if r.model.startswith("plain")]),
               ("ResNet", [r for r in records if r.model.startswith("resnet")])]
+    # a family with no run (the paper-length ResNet-20 alone) gets no empty panel: one column per family drawn
+    panels = [p for p in panels if p[1]] or panels[:1]
     curves = {r.run_dir: read_metrics(Path(r.run_dir) / "metrics.jsonl") for r in records}
     end = max((row["iter"] for rows in curves.values() for row in rows), default=1)
     start = ZOOM_FROM * end
     # Top row: whole runs. Bottom row: the last 40% zoomed in, where the depths separate by a point or two (the
     # paper's Fig. 6 shows 0-20% error for the same reason).
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.6), sharey="row")
+    fig, axes = plt.subplots(2, len(panels), figsize=(5.5 * len(panels), 7.6), sharey="row", squeeze=False)
     tail: list[float] = []
     for col, (title, rs) in enumerate(panels):
         top, zoom = axes[0][col], axes[1][col]
@@ -67,7 +69,8 @@ def plot(records: list[RunRecord], out: Path) -> Path:
         for ax in (top, zoom):
             ax.set_xlabel("iterations")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+            if rs:
+                ax.legend(fontsize=8)
     for row in axes:
         row[0].set_ylabel("error (%)")
     axes[0][0].set_ylim(0, 100)

@@ -323,8 +323,10 @@ def write_results(ctx: Context, title: str, body_md: str, runs: Sequence[RunReco
         "",
     ]
     if ctx.missing:
-        header += [f"**Not trained yet, so left out:** {', '.join(ctx.missing)}. Run the same command without "
-                   "`--no-train` to train them (each run resumes where it stopped).", ""]
+        held = " and ".join(f"`{flag}`" for flag, on in (("--no-train", not ctx.train_missing),
+                                                          ("--only", bool(ctx.only))) if on)
+        header += [f"**Not trained yet, so left out:** {', '.join(ctx.missing)}. Run the same command"
+                   f"{' without ' + held if held else ''} to train them (each run resumes where it stopped).", ""]
     figs = [f"![{p.stem}]({p.name})" for p in figures]
     text = "\n".join(header + figs + ([""] if figs else []) + [body_md.rstrip(), ""])
     atomic_write(ctx.out / "results.md", lambda f: f.write(text.encode()))
