@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CIFAR10_JPEG = REPO.parent / "shared" / "data" / "cifar10-jpeg"  # the Makefile's ../shared/data/cifar10-jpeg
+
+
+def tracked(under: Path) -> list[Path]:
+    """The files git tracks under ``under``: what a clone holds, not the local checkpoints and runs beside them."""
+    out = subprocess.run(["git", "ls-files", "-z", "--", under.relative_to(REPO).as_posix()], cwd=REPO,
+                         capture_output=True, check=True).stdout.decode()
+    return [REPO / f for f in out.split("\0") if f]
 
 
 def real_data() -> Path:

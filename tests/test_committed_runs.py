@@ -5,12 +5,11 @@ changed run keys fails here), and its weights file matches its summary."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from data_utils import REPO, real_data
+from data_utils import REPO, real_data, tracked
 from resnetlab.experiments import reproduce
 from resnetlab.experiments.runner import Context, RunSpec, get_budget
 from resnetlab.safeweights import load_weights
@@ -24,13 +23,6 @@ def committed(budget: str | None = None) -> list[Path]:
     """The finished runs git tracks, of one budget (runs/<budget>/) or of all."""
     return sorted(p.parent for p in tracked(RUNS) if p.name == "summary.json"
                   and (budget is None or p.parent.parent.name == budget))
-
-
-def tracked(under: Path) -> list[Path]:
-    """The files git tracks under ``under``: what a clone holds, not the local checkpoints and runs beside them."""
-    out = subprocess.run(["git", "ls-files", "-z", "--", under.relative_to(REPO).as_posix()], cwd=REPO,
-                         capture_output=True, check=True).stdout.decode()
-    return [REPO / f for f in out.split("\0") if f]
 
 
 def unfinished() -> list[Path]:

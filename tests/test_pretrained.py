@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 import resnetlab
-from data_utils import REPO, real_data
+from data_utils import REPO, real_data, tracked
 from resnetlab import pretrained
 from resnetlab.cli import main
 from resnetlab.data import load_dataset
@@ -57,7 +57,8 @@ def test_every_finished_committed_run_is_released_under_the_name_of_its_origin()
     comparison's)."""
     from resnetlab import release
 
-    runs = sorted(p.parent for p in (REPO / "runs").glob("*/*/model.safetensors"))  # runs/<budget>/<run>
+    # runs/<budget>/<run>, as git tracks them: a run finished locally but not committed yet is not released yet
+    runs = sorted(p.parent for p in tracked(REPO / "runs") if p.name == "model.safetensors")
     by_run = {weights_entry(n).meta["run"]: n for n in RELEASED}
     assert sorted(by_run) == [p.relative_to(REPO).as_posix() for p in runs] and len(by_run) == len(RELEASED)
     for run in runs:

@@ -10,7 +10,8 @@ A block sits between ``<!-- generated: NAME (python tools/readme.py) -->`` and `
 - ``medium``: Fig. 6, Table 6, Fig. 7 and the shortcut options from ``results/*-medium/results.md``;
 - ``cards``: the weights' cards table, as ``resnetlab weights`` prints it from ``models/released.json``;
 - ``paper``: where the paper-length ResNet-20 stands, from the files git tracks under ``runs/paper`` (a clone's view,
-  not the local checkpoints of a run still training).
+  not the local checkpoints of a run still training); for a finished run also the same net's medium seeds
+  (``results/table6-medium``), its release (``models/released.json``) and its curves (``results/degradation-paper``).
 """
 
 from __future__ import annotations

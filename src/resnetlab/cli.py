@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("weights", help="the released weights: model cards (list), release runs, publish files")
     p.add_argument("action", nargs="?", choices=["list", "release", "publish"], default="list",
                    help="list: the cards as a Markdown table; release RUN_DIR...: (re)make the cards of finished "
-                        "runs, measuring each file's test error; publish OUT: the files as uploaded")
+                        "runs, measuring each file's test error; publish --out DIR: the files as uploaded")
     p.add_argument("runs", nargs="*", metavar="RUN_DIR", help="release: the finished runs")
     p.add_argument("--data", help="release: the data the runs were trained on (its test split is evaluated)")
     p.add_argument("--tag", default=None,

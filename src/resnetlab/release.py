@@ -2,8 +2,8 @@
 
 ``resnetlab weights release RUN_DIR... --data D`` evaluates each run's ``model.safetensors`` exactly as
 ``resnetlab eval --checkpoint NAME --data D`` does (fp32, the default evaluation batch, the full test set) and writes
-the card into ``models/released.json``, the registry's data. ``resnetlab weights publish DIR`` lays the files out as
-they are uploaded to the release server (``pretrained.DEFAULT_BASE_URL``).
+the card into ``models/released.json``, the registry's data. ``resnetlab weights publish --out DIR`` lays the files
+out as they are uploaded to the release server (``pretrained.DEFAULT_BASE_URL``).
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ def _repo_relative(path: Path) -> str:
 
 def run_origin(model: str, kwargs: dict[str, Any], seed: int, budget: str = "medium") -> tuple[str, str]:
     """The name's tag and the command that trained a committed run: seed 0 of option A at the medium budget is
-    Fig. 6's run (the default weights); other seeds come from Table 6, other shortcut options from the shortcut
-    comparison, and other budgets (the paper-length ResNet-20) are named after theirs."""
+    Fig. 6's run (the default weights of a model with no paper-length run, DEFAULT_PREFERENCE); other seeds come
+    from Table 6, other shortcut options from the shortcut comparison, and other budgets (the paper-length
+    ResNet-20) are named after theirs."""
     shortcut = kwargs.get("shortcut", "A")
     tag = (f"cifar10jpeg_{budget}" + (f"_shortcut{shortcut}" if shortcut != "A" else "")
            + (f"_seed{seed}" if seed else ""))
