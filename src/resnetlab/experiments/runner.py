@@ -76,7 +76,7 @@ BUDGETS: dict[str, Budget] = {
     # (`resnetlab reproduce table6 --budget medium --only resnet20`).
     "medium": Budget("medium", 6_400 / 64_000, {"lr_schedule": "cosine", "log_interval": 50}, seeds=1,
                      noise=(0.54, 0.19),
-                     more_seeds={"resnet20": 2, "resnet32": 2, "resnet56": 2, "resnet110": 2}),
+                     more_seeds={"resnet20": 2, "resnet32": 2, "resnet44": 2, "resnet56": 2, "resnet110": 2}),
     # The paper's full schedule (64k iterations); 5 seeds as for ResNet-110 in Table 6 ("best (mean +- std)").
     "paper": Budget("paper", 1.0, {}, seeds=5),
 }
