@@ -268,7 +268,12 @@ def test_pickle_round_trip(name: str) -> None:
         torch.testing.assert_close(clone(x), model(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", _marked(ALL))
+# torch.export: every model but the two deepest, which repeat resnet110's and preact_resnet164's blocks and took 84 s
+# and 55 s of CI here (a tenth of the suite)
+EXPORT_MODELS = [m for m in ALL if m not in ("resnet1202", "preact_resnet1001")]
+
+
+@pytest.mark.parametrize("name", _marked(EXPORT_MODELS))
 def test_torch_export_parity_with_dynamic_batch(name: str) -> None:
     from resnetlab.export import export_program
 
