@@ -13,8 +13,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# The data at hand: the CIFAR-10 copy beside this clone; without it the official CIFAR-10 is downloaded.
-DATA ?= $(if $(wildcard ../shared/data/cifar10-jpeg/train),../shared/data/cifar10-jpeg,cifar10)
+# The data at hand: the official CIFAR-10 beside this clone; without it the official tarball is downloaded (checked).
+DATA ?= $(if $(wildcard ../shared/data/cifar10/cifar-10-batches-py),../shared/data/cifar10,cifar10)
 
 # The main job: Fig. 1/6 (degradation of plain nets, cured by residual learning) at the quick budget, < 30 minutes
 # on 2 CPU cores. Interrupted? Run it again: finished trainings are reused and the interrupted one resumes.

@@ -1,7 +1,7 @@
 """torch.compile of the training step against eager, in one run: img/s, compile time, the result after N iterations,
 and whether a compiled run still resumes bit for bit.
 
-    python benchmarks/compile_train.py --data ../shared/data/cifar10-jpeg [--models resnet20,resnet56] [--iters 200]
+    python benchmarks/compile_train.py --data ../shared/data/cifar10 [--models resnet20,resnet56] [--iters 200]
 
 Run it on an idle machine. The eager and the compiled trainer take turns in blocks of steps (so a drift hits both),
 on the same batches from the same initial weights, in the library's default mode here (``precision=auto``,
@@ -52,7 +52,7 @@ def same(a: Trainer, b: Trainer) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/cifar10-jpeg")
+    parser.add_argument("--data", default="../shared/data/cifar10")
     parser.add_argument("--models", default="resnet20,resnet56")
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--resume-models", default="resnet20", help="models whose compiled resume is checked")

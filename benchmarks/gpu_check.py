@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One command for a lent GPU: does the CUDA path work, how fast is it, and does the paper's schedule fit?
 
-    PYTHONPATH=src python3 benchmarks/gpu_check.py --data ../shared/data/cifar10-jpeg [--minutes 8]
+    PYTHONPATH=src python3 benchmarks/gpu_check.py --data ../shared/data/cifar10 [--minutes 8]
 
 It runs with the torch the GPU machine has (2.5 or later), needs nothing else than numpy, pillow, tqdm and
 matplotlib, downloads nothing, and stops within ``--minutes``. It prints one table and exits 1 if any check failed:
@@ -47,7 +47,7 @@ from resnetlab.train import TrainConfig, fit, resolve_config  # noqa: E402
 from resnetlab.train.device import autocast  # noqa: E402
 from resnetlab.train.trainer import Trainer  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg"
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10"
 
 
 @dataclass
@@ -268,9 +268,10 @@ def check_schedule(data: str, device: torch.device, size: Size, best: dict[str, 
         result = fit(cfg, Path(tmp) / "run", progress=progress)
         wall = time.perf_counter() - start
     err = result.test_error
-    # The paper's ResNet-20 ends near 8.75% on the official files; the JPEG copy costs some: a broken CUDA path
-    # does not come near 15%. The dry run's 64 iterations only have to learn something (below 90%).
-    bound = 15.0 if size.schedule_scale >= 1 else 90.0
+    # The paper's ResNet-20 ends at 8.75% on the official pixels (Table 6), and a CPU run of this recipe here reached
+    # 8.4-9.0% after its first lr step: a broken CUDA path does not come near 10% (on the JPEG copy, which costs
+    # about 4 points, it would fail). The dry run's 64 iterations only have to learn something (below 90%).
+    bound = 10.0 if size.schedule_scale >= 1 else 90.0
     ok = err is not None and math.isfinite(err) and err <= bound
     shown = "none" if err is None else f"{err:.2f}%"
     report.add(check, f"test error {shown}, training error {result.train_error:.2f}%, wall "

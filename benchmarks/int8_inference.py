@@ -2,7 +2,7 @@
 then torch.compile), against the fp32 reference and the library's bf16 path: speed, and top-1 agreement with fp32.
 
     pip install torchao   # not a dependency of the library
-    python benchmarks/int8_inference.py --data ../shared/data/cifar10-jpeg [--weights resnet20.cifar10jpeg_medium]
+    python benchmarks/int8_inference.py --data ../shared/data/cifar10 [--weights resnet20.cifar10jpeg_medium]
 
 Speed does not depend on the weights, so ResNet-56 and ResNet-50 are timed with random ones; the agreement needs a
 trained net and uses released weights, calibrated on 1,000 training images and measured on the 10,000 test images.
@@ -105,7 +105,7 @@ def agreement(weights: str, data: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/cifar10-jpeg")
+    parser.add_argument("--data", default="../shared/data/cifar10")
     parser.add_argument("--weights", action="append", help="released weights for the agreement (repeatable)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--no-speed", action="store_true", help="only the agreement")

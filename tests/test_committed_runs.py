@@ -1,6 +1,7 @@
-"""The committed runs (runs/medium, and the paper-length ResNet-20 in runs/paper): every CIFAR experiment renders from
-them on the real data with no training, each committed run is found under the key computed now (a refactor that
-changed run keys fails here), and its weights file matches its summary."""
+"""The committed runs (runs/<data>/<budget>/: the medium budget and the paper-length runs, on the JPEG copy and on the
+official pixels): every CIFAR experiment renders from them on their own data with no training, each committed run is
+found under the key computed now (a refactor that changed run keys fails here, the fast test first), and its weights
+file matches its summary."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from data_utils import REPO, real_data, tracked
+from resnetlab.data.known import KNOWN_DATA, data_name, known_data
 from resnetlab.experiments import reproduce
-from resnetlab.experiments.runner import Context, RunSpec, get_budget
+from resnetlab.experiments.runner import BUDGETS, Context, RunSpec, config_hash, get_budget
 from resnetlab.safeweights import load_weights
+from resnetlab.train import TrainConfig
 from resnetlab.train.checkpoint import latest_checkpoint
 
 RUNS = REPO / "runs"
@@ -30,6 +33,35 @@ def unfinished() -> list[Path]:
     session."""
     files = set(tracked(RUNS))
     return sorted(p.parent for p in files if p.name == "config.json" and p.parent / "summary.json" not in files)
+
+
+def _overrides(run: Path) -> list[str]:
+    """What finds a committed run besides its budget: the one JPEG paper-length run held out 5k images, which its
+    budget no longer does (``--set val_size=5000``)."""
+    config = json.loads((run / "config.json").read_text())
+    budget_val = BUDGETS[run.parent.name].overrides.get("val_size", TrainConfig().val_size)
+    return [] if config["val_size"] == budget_val else [f"val_size={config['val_size']}"]
+
+
+def _digest(run: Path) -> str:
+    """The content digest of the data a committed run trained on: its weights record it; an unfinished run is
+    taken at its data folder's word (runs/<data>/), which the key then checks."""
+    if (run / "model.safetensors").is_file():
+        return load_weights(run / "model.safetensors").meta["data"]
+    return next(k.digest for k in KNOWN_DATA if k.name == run.parent.parent.name)
+
+
+def test_every_committed_run_is_under_the_key_of_its_config_and_data() -> None:
+    """Fast: the key recomputed from config.json and the data's digest, without the data. A change that moves any
+    key (the config's hashing, the data's digest) fails here at once."""
+    runs = committed() + unfinished()
+    assert runs
+    for run in runs:
+        digest = _digest(run)
+        cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+        assert run.name.rsplit("-", 1)[1] == config_hash(cfg, digest), run
+        assert run.parent.parent.name == data_name(digest) and known_data(digest) is not None, run
+        assert run.parent.parent.parent == RUNS and run.parent.name in BUDGETS, run
 
 
 def test_committed_runs_are_complete_records() -> None:
@@ -55,7 +87,8 @@ def test_unfinished_committed_runs_are_found_under_their_key_and_continue_from_o
     if not runs:
         pytest.skip("every committed run is finished")
     for run in runs:
-        ctx = Context("degradation", get_budget(run.parent.name), str(real_data()), tmp_path, RUNS, progress=False)
+        ctx = Context("degradation", get_budget(run.parent.name), str(real_data(run.parent.parent.name)), tmp_path,
+                      RUNS, overrides=_overrides(run), progress=False)
         config = json.loads((run / "config.json").read_text())
         spec = RunSpec(config["model"], config["seed"], tuple(config["model_kwargs"].items()))
         assert ctx.run_dir(spec) == run  # `resnetlab reproduce ... --budget <its budget>` resumes it
@@ -68,32 +101,36 @@ def test_unfinished_committed_runs_are_found_under_their_key_and_continue_from_o
 
 
 @pytest.mark.slow
-def test_every_medium_experiment_renders_from_the_committed_runs_without_training(
+def test_every_experiment_renders_from_the_committed_runs_without_training(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = real_data()
-
     def no_training(*args, **kwargs):
         raise AssertionError("rendering from the committed runs must not train")
 
     monkeypatch.setattr("resnetlab.experiments.runner.fit", no_training)
-    used: set[str] = set()
-    for name in CIFAR_EXPERIMENTS:
-        out = reproduce(name, "medium", str(data), tmp_path / name, RUNS, progress=False, train=False,
-                        argv=["reproduce", name, "--budget", "medium", "--no-train"])
-        payload = json.loads((out / "results.json").read_text())
-        for r in payload["runs"]:
-            assert set(r) >= {"model", "seed", "iterations", "train_error", "test_error"}
-            assert r["iterations"] == 6_400 and 0 < r["test_error"] < 100
-            used.add(Path(r["run_dir"]).name)
-        md = (out / "results.md").read_text()
-        assert "budget: **medium**" in md and "measured in fp32" in md
-        if payload["missing"]:
-            assert "Not trained yet" in md
-    # every committed run is found under the key computed now: none is stale or orphaned
-    assert {p.name for p in committed("medium")} <= used
-    if committed("paper"):  # the paper-length ResNet-20, once finished, renders the same way
-        out = reproduce("degradation", "paper", str(data), tmp_path / "paper", RUNS, progress=False, train=False,
-                        argv=["reproduce", "degradation", "--budget", "paper", "--no-train"])
-        payload = json.loads((out / "results.json").read_text())
-        assert {Path(r["run_dir"]).name for r in payload["runs"]} == {p.name for p in committed("paper")}
-        assert all(r["iterations"] == 64_000 for r in payload["runs"])
+    for data in sorted({run.parent.parent.name for run in committed()}):
+        path = str(real_data(data))
+        medium = [run for run in committed("medium") if run.parent.parent.name == data]
+        used: set[str] = set()
+        for name in CIFAR_EXPERIMENTS if medium else ():
+            out = reproduce(name, "medium", path, tmp_path / data / name, RUNS, progress=False, train=False,
+                            argv=["reproduce", name, "--budget", "medium", "--no-train"])
+            payload = json.loads((out / "results.json").read_text())
+            for r in payload["runs"]:
+                assert set(r) >= {"model", "seed", "iterations", "train_error", "test_error"}
+                assert r["iterations"] == 6_400 and 0 < r["test_error"] < 100
+                used.add(Path(r["run_dir"]).name)
+            md = (out / "results.md").read_text()
+            assert "budget: **medium**" in md and "measured in fp32" in md
+            if payload["missing"]:
+                assert "Not trained yet" in md
+        # every committed run is found under the key computed now: none is stale or orphaned
+        assert {p.name for p in medium} <= used
+        paper = [run for run in committed("paper") if run.parent.parent.name == data]
+        for overrides in sorted({tuple(_overrides(run)) for run in paper}):  # the finished paper-length runs render
+            out = reproduce("degradation", "paper", path, tmp_path / data / "paper", RUNS, progress=False,
+                            train=False, overrides=list(overrides),
+                            argv=["reproduce", "degradation", "--budget", "paper", "--no-train"])
+            payload = json.loads((out / "results.json").read_text())
+            assert {Path(r["run_dir"]).name for r in payload["runs"]} == {
+                p.name for p in paper if tuple(_overrides(p)) == overrides}
+            assert all(r["iterations"] == 64_000 for r in payload["runs"])

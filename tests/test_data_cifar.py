@@ -61,13 +61,15 @@ def write_cifar10(folder: Path) -> dict[str, np.ndarray]:
         labels = [(b * 3 + i) % 10 for i in range(PER_BATCH)]
         _dump(
             folder / f"data_batch_{b}",
-            {b"batch_label": f"training batch {b} of 5".encode(), b"labels": labels, b"data": rows},
+            {b"batch_label": f"training batch {b} of 5".encode(), b"labels": labels, b"data": rows,
+             b"filenames": [f"img_{b}_{i:02d}.png".encode() for i in range(PER_BATCH)]},  # sorted = file order
         )
         train_rows.append(rows)
         train_labels += labels
     test_rows = _rows(N_TEST, seed=99)
     test_labels = [9 - i for i in range(N_TEST)]
-    _dump(folder / "test_batch", {b"batch_label": b"testing batch 1 of 1", b"labels": test_labels, b"data": test_rows})
+    _dump(folder / "test_batch", {b"batch_label": b"testing batch 1 of 1", b"labels": test_labels, b"data": test_rows,
+                                  b"filenames": [f"test_{i:02d}.png".encode() for i in range(N_TEST)]})
     _dump(folder / "batches.meta", {b"label_names": [n.encode() for n in CIFAR10_NAMES], b"num_vis": 3072})
     return {
         "train_rows": np.concatenate(train_rows),
@@ -83,8 +85,10 @@ def write_cifar100(folder: Path) -> dict[str, np.ndarray]:
     train_rows, test_rows = _rows(7, seed=5), _rows(3, seed=6)
     fine_train, fine_test = [99, 0, 42, 7, 7, 63, 1], [5, 98, 50]
     # str keys and protocol 5, as a Python 3 writer would produce, must work too.
-    _dump(folder / "train", {"data": train_rows, "fine_labels": fine_train, "coarse_labels": [0] * 7}, protocol=5)
-    _dump(folder / "test", {"data": test_rows, "fine_labels": fine_test, "coarse_labels": [1] * 3}, protocol=5)
+    _dump(folder / "train", {"data": train_rows, "fine_labels": fine_train, "coarse_labels": [0] * 7,
+                             "filenames": [f"train_{i}.png" for i in range(7)]}, protocol=5)
+    _dump(folder / "test", {"data": test_rows, "fine_labels": fine_test, "coarse_labels": [1] * 3,
+                            "filenames": [f"test_{i}.png" for i in range(3)]}, protocol=5)
     _dump(folder / "meta", {"fine_label_names": names, "coarse_label_names": [f"c{i}" for i in range(20)]})
     return {
         "train_rows": train_rows,
@@ -310,3 +314,69 @@ def test_damaged_extraction_in_cache_is_redone(cifar10_tarball, tmp_path: Path) 
     with pytest.warns(DataWarning, match=r"data_batch_4 is truncated.*\n.*extracting .* again"):
         _check_cifar10(load_official(tarball, cache_dir=cache, md5=md5), expected)
     assert batch.stat().st_size > 100  # repaired in place
+
+
+# --- the canonical order: the images' order in the files changes nothing -----------------------------------------
+def _reshuffled_copy(src: Path, dst: Path, seed: int, names: bool = True) -> None:
+    """The release in ``src`` written again with its images in another order and other batch membership."""
+    def load(name: str) -> dict:
+        with open(src / name, "rb") as f:
+            return pickle.load(f, encoding="bytes")
+
+    dst.mkdir(parents=True)
+    train = [load(f"data_batch_{b}") for b in range(1, 6)]
+    rows = np.concatenate([d[b"data"] for d in train])
+    labels = [label for d in train for label in d[b"labels"]]
+    files = [n for d in train for n in d[b"filenames"]]
+    order = np.random.default_rng(seed).permutation(len(labels))
+    for b, chunk in enumerate(np.array_split(order, 5), 1):
+        batch = {b"data": rows[chunk], b"labels": [labels[i] for i in chunk]}
+        if names:
+            batch[b"filenames"] = [files[i] for i in chunk]
+        _dump(dst / f"data_batch_{b}", batch)
+    test = load("test_batch")
+    back = np.arange(N_TEST)[::-1]
+    batch = {b"data": test[b"data"][back], b"labels": [test[b"labels"][i] for i in back]}
+    if names:
+        batch[b"filenames"] = [test[b"filenames"][i] for i in back]
+    _dump(dst / "test_batch", batch)
+    (dst / "batches.meta").write_bytes((src / "batches.meta").read_bytes())
+
+
+def test_a_copy_in_another_order_gives_the_same_arrays_digest_split_and_run_key(tmp_path: Path) -> None:
+    from resnetlab.data import make_bundle
+    from resnetlab.data.datasets import content_digest
+    from resnetlab.experiments.runner import Context, RunSpec, get_budget
+
+    expected = write_cifar10(tmp_path / "a" / CIFAR10_FOLDER)
+    _reshuffled_copy(tmp_path / "a" / CIFAR10_FOLDER, tmp_path / "b" / CIFAR10_FOLDER, seed=1)
+    a, b = load_official(tmp_path / "a"), load_official(tmp_path / "b")
+    # the canonical order is the file names' order (the fixture's names sort in its file order)
+    assert torch.equal(a.train_x, _expected(expected["train_rows"]))
+    for name in ("train_x", "train_y", "test_x", "test_y"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert content_digest(a) == content_digest(b)
+    split_a, split_b = make_bundle(a, val_size=5, seed=3), make_bundle(b, val_size=5, seed=3)
+    assert torch.equal(split_a.val_x, split_b.val_x) and torch.equal(split_a.train_y, split_b.train_y)
+    dirs = [Context("degradation", get_budget("smoke"), str(tmp_path / d), tmp_path / "out", tmp_path / "runs",
+                    overrides=["val_size=5"], progress=False).run_dir(RunSpec("resnet20")) for d in "ab"]
+    assert dirs[0] == dirs[1] and dirs[0].parent.parent.name == f"data-{content_digest(a)[:8]}"
+
+
+def test_a_release_without_file_names_keeps_its_file_order_and_says_so(tmp_path: Path) -> None:
+    write_cifar10(tmp_path / "a" / CIFAR10_FOLDER)
+    _reshuffled_copy(tmp_path / "a" / CIFAR10_FOLDER, tmp_path / "b" / CIFAR10_FOLDER, seed=1, names=False)
+    with pytest.warns(DataWarning, match="no 'filenames' entry, so their images keep the order of the files"):
+        b = load_official(tmp_path / "b")
+    with open(tmp_path / "b" / CIFAR10_FOLDER / "data_batch_1", "rb") as f:
+        first = pickle.load(f, encoding="bytes")
+    assert torch.equal(b.train_x[:len(first[b"labels"])], _expected(first[b"data"]))  # file order, as written
+
+
+def test_file_names_named_twice_are_a_clear_error(tmp_path: Path) -> None:
+    folder = tmp_path / CIFAR10_FOLDER
+    write_cifar10(folder)
+    _dump(folder / "test_batch", {b"labels": [0] * N_TEST, b"data": _rows(N_TEST, 1),
+                                  b"filenames": [b"same.png"] * N_TEST})
+    with pytest.raises(DataError, match="name some images twice"):
+        load_official(folder)

@@ -9,6 +9,7 @@ import http.server
 import json
 import socket
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,10 +19,11 @@ import torch
 from PIL import Image
 
 import resnetlab
-from data_utils import REPO, real_data, tracked
+from data_utils import REPO, data_of, real_data, tracked
 from resnetlab import pretrained
 from resnetlab.cli import main
-from resnetlab.data import load_dataset
+from resnetlab.data import DataWarning, load_dataset
+from resnetlab.data.known import known_data
 from resnetlab.errors import ResNetLabError
 from resnetlab.interop import load_model_file
 from resnetlab.models import RELEASED as RELEASED_FILE
@@ -63,26 +65,33 @@ def test_every_finished_committed_run_is_released_under_the_name_of_its_origin()
     assert sorted(by_run) == [p.relative_to(REPO).as_posix() for p in runs] and len(by_run) == len(RELEASED)
     for run in runs:
         config = json.loads((run / "config.json").read_text())
-        tag, command = release.run_origin(config["model"], config["model_kwargs"], config["seed"], run.parent.name)
+        tag, command = release.run_origin(config["model"], config["model_kwargs"], config["seed"], run.parent.name,
+                                          run.parent.parent.name, config["val_size"])
         entry = weights_entry(by_run[run.relative_to(REPO).as_posix()])
         assert (entry.name, entry.meta["command"], entry.meta["seed"]) == (f"{config['model']}.{tag}", command,
                                                                            config["seed"])
     assert WEIGHTS20 in RELEASED and f"{WEIGHTS20}_seed1" in RELEASED
 
 
-def test_origin_names_seeds_and_shortcut_options() -> None:
+def test_origin_names_the_data_seeds_and_shortcut_options() -> None:
     from resnetlab.release import run_origin
 
     data = "--budget medium --data ../shared/data/cifar10-jpeg"
-    assert run_origin("resnet56", {}, 0) == ("cifar10jpeg_medium",
-                                                f"resnetlab reproduce degradation {data} --only resnet56")
-    assert run_origin("resnet110", {}, 1) == ("cifar10jpeg_medium_seed1",
-                                                 f"resnetlab reproduce table6 {data} --only resnet110")
-    assert run_origin("resnet20", {"shortcut": "B"}, 0) == (
+    assert run_origin("resnet56", {}, 0, data="cifar10-jpeg") == (
+        "cifar10jpeg_medium", f"resnetlab reproduce degradation {data} --only resnet56")
+    assert run_origin("resnet110", {}, 1, data="cifar10-jpeg") == (
+        "cifar10jpeg_medium_seed1", f"resnetlab reproduce table6 {data} --only resnet110")
+    assert run_origin("resnet20", {"shortcut": "B"}, 0, data="cifar10-jpeg") == (
         "cifar10jpeg_medium_shortcutB", f"resnetlab reproduce shortcuts {data} --model resnet20")
-    assert run_origin("resnet20", {"shortcut": "C"}, 2)[0] == "cifar10jpeg_medium_shortcutC_seed2"
-    assert run_origin("resnet20", {}, 0, "paper") == ("cifar10jpeg_paper", "resnetlab reproduce degradation --budget "
-                                                      "paper --data ../shared/data/cifar10-jpeg --only resnet20")
+    assert run_origin("resnet20", {"shortcut": "C"}, 2, data="cifar10-jpeg")[0] == "cifar10jpeg_medium_shortcutC_seed2"
+    # the JPEG paper-length run held out 5k images, which the paper budget no longer does: its command says so
+    assert run_origin("resnet20", {}, 0, "paper", "cifar10-jpeg", 5000) == (
+        "cifar10jpeg_paper", "resnetlab reproduce degradation --budget paper --data ../shared/data/cifar10-jpeg "
+        "--only resnet20 --set val_size=5000")
+    # the official pixels: the project's data, all 50k training images at the paper budget
+    assert run_origin("resnet56", {}, 0, "paper", "cifar10", 0) == (
+        "cifar10_paper", "resnetlab reproduce degradation --budget paper --data ../shared/data/cifar10 --only resnet56")
+    assert run_origin("plain20", {}, 0, "medium", "cifar10", 5000)[0] == "cifar10_medium"
 
 
 @pytest.mark.parametrize("name", RELEASED)
@@ -94,8 +103,12 @@ def test_card_matches_its_file(name: str) -> None:
     assert e.name == f"{e.model}.{e.tag}" and e.model in list_models("cifar")
     cost = complexity(e.model, **e.model_kwargs)
     assert (e.meta["params"], e.meta["macs"]) == (cost.params, cost.macs)
+    data = known_data(e.meta["dataset"]["digest"]).name  # the card names its data: its title, digest and command
     assert e.meta["evaluation"] == {"precision": "fp32", "batch_size": DEFAULT_EVAL_BATCH, "protocol": "center",
-                                    "command": f"resnetlab eval --checkpoint {name} --data ../shared/data/cifar10-jpeg"}
+                                    "command": f"resnetlab eval --checkpoint {name} --data ../shared/data/{data}"}
+    title = "CIFAR-10 JPEG copy" if data == "cifar10-jpeg" else "CIFAR-10 (official"
+    assert e.meta["dataset"]["name"].startswith(title)
+    assert e.tag.startswith(data.replace("-", "") + "_") and e.meta["run"].startswith(f"runs/{data}/")
     assert e.meta["test_images"] == 10_000 and e.url_name.endswith(f"-{e.sha256[:8]}.safetensors")
     summary = json.loads((REPO / e.meta["run"] / "summary.json").read_text())
     assert summary["weights_sha256"] == e.sha256 and summary["train_error"] == e.meta["train_error"]
@@ -158,7 +171,8 @@ def test_a_clone_loads_from_its_own_files_without_network(monkeypatch: pytest.Mo
 # --- CI acceptance: every card's test error, reproduced from its file on the real data --------------------------
 @pytest.mark.parametrize("name", _params(RELEASED))
 def test_card_test_error_is_reproduced(name: str, tmp_path: Path) -> None:
-    report = evaluate_checkpoint(name, str(real_data()), tmp_path, progress=False)
+    report = evaluate_checkpoint(name, str(data_of(weights_entry(name).meta["dataset"]["digest"])), tmp_path,
+                                 progress=False)  # on the data its card names
     assert report["images"] == 10_000
     assert abs(report["top1_error"] - weights_entry(name).meta["test_error"]) <= 0.01 + 1e-9  # one image
 
@@ -166,7 +180,7 @@ def test_card_test_error_is_reproduced(name: str, tmp_path: Path) -> None:
 # --- preprocessing -----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def real_test() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    arrays = load_dataset(str(real_data()), progress=False)
+    arrays = load_dataset(str(real_data("cifar10-jpeg")), progress=False)  # the data WEIGHTS20 was trained on
     return arrays.test_x, arrays.test_y, arrays.classes
 
 
@@ -207,7 +221,7 @@ def test_transforms_take_pil_numpy_and_other_sizes_and_refuse_ambiguous_floats(r
 def test_predict_with_a_weights_name_applies_its_preprocessing(real_test) -> None:
     """predict on raw JPEG files (100 per class) against the eval path, and against the card's error."""
     _, _, classes = real_test
-    root = real_data() / "test"
+    root = real_data("cifar10-jpeg") / "test"
     paths = [p for c in classes for p in sorted((root / c).glob("*.jpg"))[:100]]
     truth = torch.tensor([classes.index(p.parent.name) for p in paths])
     loaded = load_model_file(WEIGHTS20)
@@ -434,7 +448,7 @@ def test_release_remakes_the_committed_card_exactly_and_publish_writes_the_uploa
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from resnetlab import release
 
-    real_data()
+    real_data("cifar10-jpeg")
     monkeypatch.chdir(REPO)  # the cards name the data as the Makefile does, relative to the clone
     entry = weights_entry(WEIGHTS20)
     manifest = tmp_path / "released.json"
@@ -475,3 +489,27 @@ def test_an_unwritable_cache_is_one_error(server, entry, tmp_path: Path) -> None
     blocked.write_text("not a folder")
     with pytest.raises(WeightsFileError, match=r"cannot write .*Nothing was written"):
         pretrained.load_entry(entry, url, progress=False, cache=blocked / "cache")
+
+
+def test_scoring_weights_on_other_data_than_their_card_says_so_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from resnetlab.train.report import other_data_note
+
+    official = real_data("cifar10")
+    jpeg_card = weights_entry(WEIGHTS20)
+    assert known_data(jpeg_card.meta["dataset"]["digest"]).name == "cifar10-jpeg"
+    note = ("these weights were trained on CIFAR-10 JPEG copy (quality 75; not comparable with published numbers) and "
+            "are scored on CIFAR-10 (official pixels): the error measures the transfer between the two, not the "
+            "weights' own test error")
+    with pytest.warns(DataWarning) as caught:
+        assert main(["eval", "--checkpoint", WEIGHTS20, "--data", str(official), "--out", str(tmp_path / "e"),
+                     "--no-progress"]) == 0
+    assert [str(w.message) for w in caught] == [note]
+    # the command line shows a warning as one line addressed to the user
+    assert warnings.formatwarning(caught[0].message, DataWarning, "x.py", 1) == f"warning: {note}\n"
+    out = capsys.readouterr().out
+    assert "top-1 error" in out
+    report = json.loads((tmp_path / "e" / "confusion.json").read_text())
+    assert report["trained_on_digest"] == jpeg_card.meta["dataset"]["digest"] != report["data_digest"]
+    assert other_data_note(report["data_digest"], report["data_digest"]) is None  # its own data: nothing to say
+    assert other_data_note(None, report["data_digest"]) is None  # a converted file names no data

@@ -51,7 +51,7 @@ def test_the_medium_budget_judges_with_the_noise_its_committed_seeds_measured() 
 
     tool = _tool()
     numbers = [float(x) for x in tool.noise_block().split("a spread of ")[1].split(" points")[0].split(" / ")]
-    assert get_budget("medium").noise == tuple(numbers)
+    assert get_budget("medium").noise == {"cifar10-jpeg": tuple(numbers)}  # measured on the JPEG copy only
 
 
 def _paper_run(root, iters: list[int], summary: dict | None = None, name: str = "resnet20-s0-0123abcd"):
@@ -117,12 +117,11 @@ def test_the_finished_paper_block_reads_the_first_step_the_medium_seeds_and_the_
     monkeypatch.setattr(tool, "RESULTS", tmp_path)
     assert tool._medium_comparison("resnet20", 12.0) == ""  # no Table 6 results: no comparison
     (tmp_path / "table6-medium").mkdir()
-    (tmp_path / "table6-medium" / "results.json").write_text(json.dumps({"runs": [
-        {"model": "resnet20", "test_error": 16.5}, {"model": "resnet20", "test_error": 16.0},
-        {"model": "resnet56", "test_error": 9.0}]}))
+    (tmp_path / "table6-medium" / "results.json").write_text(json.dumps({"table": [
+        {"model": "resnet20", "seeds": 2, "mean": 16.25}, {"model": "resnet56", "seeds": 1, "mean": 9.0}]}))
     assert "ends at 16.25% mean test error over 2 seeds: the full schedule is 4.25 points better" in \
         tool._medium_comparison("resnet20", 12.0)
     # the committed paper-length run is released, and it is resnet20's default weights
-    assert tool._released_as("runs/paper/resnet20-s0-ae0dd32e") == (
+    assert tool._released_as("runs/cifar10-jpeg/paper/resnet20-s0-ae0dd32e") == (
         " Released as `resnet20.cifar10jpeg_paper` (what `pretrained=True` loads for resnet20).")
-    assert tool._released_as("runs/paper/resnet20-s9-00000000") == ""
+    assert tool._released_as("runs/cifar10-jpeg/paper/resnet20-s9-00000000") == ""

@@ -5,6 +5,7 @@ alike, evaluation is cheap by construction, and img/s counts training time only.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import shutil
@@ -155,7 +156,29 @@ def test_img_per_s_counts_training_time_only_when_eval_interval_is_below_log_int
     result = fit(cfg, tmp_path / "run", data=tiny_bundle(), progress=False)
     rates = [r["img_per_s"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
     assert rates == [16.0, 16.0]
-    assert result.summary["seconds"]["train"] == 12.0 and result.summary["seconds"]["eval"] == 4 * 2 * 100.0
+    # four evaluations of two splits, then the final model's pass over the training images
+    assert result.summary["seconds"]["train"] == 12.0 and result.summary["seconds"]["eval"] == 4 * 2 * 100.0 + 100.0
+
+
+def test_the_summary_holds_the_final_models_error_on_every_training_image(tmp_path: Path) -> None:
+    """Beside the running train_error (augmented batches of the last log window), the final weights scored on every
+    image the run trained on, un-augmented, once: what margins between nets use."""
+    from resnetlab.experiments.runner import RunRecord, RunSpec, run_model
+    from resnetlab.train.evaluate import evaluate
+
+    data = tiny_bundle()
+    result = fit(tiny_config(max_iters=6, eval_interval=3, log_interval=3), tmp_path / "run", data=data,
+                 progress=False)
+    model, wf = run_model(tmp_path / "run")
+    expected = evaluate(model, data.train_x, data.train_y, wf.mean, wf.std, precision="fp32").top1_error
+    assert data.train_x.shape[0] == 80  # the 96 synthetic images less the 16 held out: the images it trained on
+    assert abs(result.summary["final_train_error"] - expected) <= 100 / 80 + 1e-9  # BN folded or not: one image
+    record = RunRecord.from_result(RunSpec("resnet8"), result)
+    assert record.final_train_error == result.summary["final_train_error"] == record.judged_train_error
+    assert record.train_error == result.summary["train_error"]  # the running error is kept as it was
+    old = RunRecord.from_result(RunSpec("resnet8"), dataclasses.replace(
+        result, summary={**result.summary, "final_train_error": None}))
+    assert old.judged_train_error == old.train_error  # a run made before the full pass: the running error
 
 
 # --- finished runs are reused from their record ---------------------------------------------------------------

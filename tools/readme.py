@@ -3,15 +3,16 @@
     .venv/bin/python tools/readme.py           # rewrite the blocks in README.md (needs the installed package)
     .venv/bin/python tools/readme.py --check   # exit 1 and name the stale blocks (tests/test_readme.py runs it)
 
-A block sits between ``<!-- generated: NAME (python tools/readme.py) -->`` and ``<!-- end: NAME -->``:
-- ``findings``: the three findings, the paper against the demo (``results/degradation-quick``) and the medium budget
-  (``results/degradation-medium``, and ``results/table6-medium`` where it has more seeds);
-- ``noise``: the medium budget's noise, the spread of its two committed ResNet-20 seeds (``results/table6-medium``);
-- ``medium``: Fig. 6, Table 6, Fig. 7 and the shortcut options from ``results/*-medium/results.md``;
+A block sits between ``<!-- generated: NAME (python tools/readme.py) -->`` and ``<!-- end: NAME -->``. Every
+result here was made on the JPEG copy (``results/cifar10-jpeg/``, ``runs/cifar10-jpeg/``):
+- ``findings``: the three findings, the paper against the demo (``degradation-quick``) and the medium budget
+  (``degradation-medium``, and ``table6-medium`` where it has more seeds);
+- ``noise``: the medium budget's noise, the spread of its two committed ResNet-20 seeds (``table6-medium``);
+- ``medium``: Fig. 6, Table 6, Fig. 7 and the shortcut options from ``*-medium/results.md``;
 - ``cards``: the weights' cards table, as ``resnetlab weights`` prints it from ``models/released.json``;
-- ``paper``: where the paper-length ResNet-20 stands, from the files git tracks under ``runs/paper`` (a clone's view,
-  not the local checkpoints of a run still training); for a finished run also the same net's medium seeds
-  (``results/table6-medium``), its release (``models/released.json``) and its curves (``results/degradation-paper``).
+- ``paper``: where the paper-length ResNet-20 stands, from the files git tracks under ``runs/cifar10-jpeg/paper`` (a
+  clone's view, not the local checkpoints of a run still training); for a finished run also the same net's medium
+  seeds (``table6-medium``), its release (``models/released.json``) and its curves (``degradation-paper``).
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "results"
+RESULTS = ROOT / "results" / "cifar10-jpeg"  # the results made on the JPEG copy (an archive)
 README = ROOT / "README.md"
-PAPER_RUNS = ROOT / "runs" / "paper"
-PAPER_COMMAND = "resnetlab reproduce degradation --budget paper --data ../shared/data/cifar10-jpeg --only resnet20"
+PAPER_RUNS = ROOT / "runs" / "cifar10-jpeg" / "paper"
+PAPER_COMMAND = ("resnetlab reproduce degradation --budget paper --data ../shared/data/cifar10-jpeg --only resnet20 "
+                 "--set val_size=5000")
 
 # (experiment, title, figure file or None, whether its verdict lines follow its table); the order of the README's
 # medium section. Fig. 6's verdicts are the findings block at the top.
@@ -103,7 +105,7 @@ def _run_times(result: dict) -> str:
 def noise_block() -> str:
     seeds = {int(r["seed"]): r for r in _load("table6", "medium")["runs"] if r["model"] == "resnet20"}
     if not {0, 1} <= set(seeds):
-        raise Stale("results/table6-medium has no ResNet-20 seeds 0 and 1, the medium budget's noise")
+        raise Stale("results/cifar10-jpeg/table6-medium has no ResNet-20 seeds 0 and 1, the medium budget's noise")
     test = [float(seeds[s]["test_error"]) for s in (0, 1)]
     train = [float(seeds[s]["train_error"]) for s in (0, 1)]
     return (f"The medium noise: ResNet-20 seeds 0 and 1 at the medium budget end at test {test[0]:.2f} / {test[1]:.2f}"
@@ -140,7 +142,7 @@ def _seeds_note(number: int) -> str:
 def medium_block() -> str:
     out = []
     for experiment, title, figure, verdicts in MEDIUM:
-        folder = f"results/{experiment}-medium"
+        folder = f"results/cifar10-jpeg/{experiment}-medium"
         result = _load(experiment, "medium")
         md = (ROOT / folder / "results.md").read_text().splitlines()
         command = result["command"].replace(" --no-train", "").replace(" --no-progress", "")
@@ -217,18 +219,20 @@ def paper_block() -> str:
         lines.append(f"- {name} ([{where}]({where})): **unfinished**, committed at iteration {at:,} of "
                      f"{config['max_iters']:,} (its newest checkpoint){last}. The paper's final test error: "
                      f"{reported}%. The same command resumes it.")
-    figure = ROOT / "results" / "degradation-paper" / "degradation.png"
+    figure = ROOT / "results" / "cifar10-jpeg" / "degradation-paper" / "degradation.png"
     if figure in _tracked(figure.parent):
-        lines += ["", f"![The paper-length runs' curves]({figure.relative_to(ROOT).as_posix()}) "
-                      f"([results.md](results/degradation-paper/results.md))"]
+        md = (figure.parent / "results.md").relative_to(ROOT).as_posix()
+        lines += ["", f"![The paper-length runs' curves]({figure.relative_to(ROOT).as_posix()}) ([results.md]({md}))"]
     return "\n".join([f"`{PAPER_COMMAND}` (the JPEG copy, 45k training images):", "", *lines])
 
 
 def _after_first_step(rows: list[dict], milestones: list[int]) -> str:
     """Where the test error went at the schedule's first lr step, and how much it moved after."""
+    if not milestones:
+        return ""
     evals = [(r["iter"], r["test_error"]) for r in rows if r["kind"] == "eval" and r.get("test_error") is not None]
-    before = [e for e in evals if e[0] <= milestones[0]] if milestones else []
-    after = [e for e in evals if e[0] > milestones[0]] if milestones else []
+    before = [e for e in evals if e[0] <= milestones[0]]
+    after = [e for e in evals if e[0] > milestones[0]]
     if not before or len(after) < 2:
         return ""
     rest = [e for _, e in after[1:]]
@@ -238,28 +242,28 @@ def _after_first_step(rows: list[dict], milestones: list[int]) -> str:
 
 
 def _medium_comparison(model: str, test_error: float) -> str:
-    """The same net at the medium budget (Table 6's seeds), to show what the full schedule adds."""
-    path = RESULTS / "table6-medium" / "results.json"
-    errs = [r["test_error"] for r in json.loads(path.read_text())["runs"]
-            if r["model"] == model] if path.is_file() else []
-    if not errs:
+    """The same net at the medium budget (Table 6's mean over its seeds), to show what the full schedule adds."""
+    if not (RESULTS / "table6-medium" / "results.json").is_file():
         return ""
-    mean = sum(errs) / len(errs)
-    return (f" At the medium budget (a tenth of this schedule, cosine decay) the same net ends at {mean:.2f}% mean "
-            f"test error over {len(errs)} seed{'s' * (len(errs) > 1)}: the full schedule is "
-            f"{mean - test_error:.2f} points better.")
+    row = next((r for r in _load("table6", "medium")["table"] if r["model"] == model and r["mean"] is not None), None)
+    if row is None:
+        return ""
+    return (f" At the medium budget (a tenth of this schedule, cosine decay) the same net ends at {row['mean']:.2f}% "
+            f"mean test error over {row['seeds']} seed{'s' * (row['seeds'] > 1)}: the full schedule is "
+            f"{row['mean'] - test_error:.2f} points better.")
 
 
 def _released_as(run: str) -> str:
     """The released weights made from this run, and whether ``pretrained=True`` loads them."""
-    from resnetlab import get_weights, list_weights
+    from resnetlab.models import list_weights, weights_entry
 
-    names = [n for n in list_weights() if get_weights(n).meta.get("run") == run]
+    names = [n for n in list_weights() if weights_entry(n).meta.get("run") == run]
     if not names:
         return ""
-    default = [n for n in names if n == list_weights(get_weights(n).model)[0]]
+    model = weights_entry(names[0]).model
+    default = weights_entry("DEFAULT", model).name in names
     return (f" Released as {', '.join(f'`{n}`' for n in names)}"
-            + (f" (what `pretrained=True` loads for {get_weights(default[0]).model})" if default else "") + ".")
+            + (f" (what `pretrained=True` loads for {model})" if default else "") + ".")
 
 
 BLOCKS: dict[str, Callable[[], str]] = {"findings": findings_block, "noise": noise_block, "medium": medium_block,

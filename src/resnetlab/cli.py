@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from .errors import ResNetLabError
@@ -348,9 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
+    """Warnings on the command line are one line addressed to the user, not a source location."""
+    return f"warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(argv) if argv is not None else None
+    warnings.formatwarning = _one_line_warning
     tune_allocator()  # the library's allocator choice (runtime.py)
     try:
         return args.func(args)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.cache import atomic_write
+from .data.known import known_data
 from .errors import ResNetLabError
 from .models import RELEASED, WeightsEntry, list_models, list_weights, weights_entry
 from .models.complexity import complexity
@@ -25,12 +26,10 @@ from .train.report import DEFAULT_EVAL_BATCH, evaluate_checkpoint
 __all__ = ["DEFAULT_PREFERENCE", "DEFAULT_TAG", "cards_table", "make_card", "ordered_rows", "publish", "release_runs",
            "run_origin"]
 
-DEFAULT_TAG = "cifar10jpeg_medium"
-# pretrained=True (a model's "DEFAULT") loads the first of these a model has: the paper's full schedule (Sec. 4.2),
-# else Fig. 6's medium-budget run
-DEFAULT_PREFERENCE = ("cifar10jpeg_paper", DEFAULT_TAG)
-_DATA = "--data ../shared/data/cifar10-jpeg"
-DEFAULT_DATA_NAME = "CIFAR-10, the JPEG (quality 75) copy in ../shared/data/cifar10-jpeg (45k train / 5k val split)"
+DEFAULT_TAG = "cifar10_medium"
+# pretrained=True (a model's "DEFAULT") loads the first of these a model has: the official pixels before the JPEG copy,
+# and on each the paper's full schedule (Sec. 4.2) before Fig. 6's medium-budget run
+DEFAULT_PREFERENCE = ("cifar10_paper", DEFAULT_TAG, "cifar10jpeg_paper", "cifar10jpeg_medium")
 
 
 def _repo_relative(path: Path) -> str:
@@ -41,24 +40,45 @@ def _repo_relative(path: Path) -> str:
                              "runs' own bytes") from None
 
 
-def run_origin(model: str, kwargs: dict[str, Any], seed: int, budget: str = "medium") -> tuple[str, str]:
-    """The name's tag and the command that trained a committed run: seed 0 of option A at the medium budget is
-    Fig. 6's run (the default weights of a model with no paper-length run, DEFAULT_PREFERENCE); other seeds come
-    from Table 6, other shortcut options from the shortcut comparison, and other budgets (the paper-length
-    ResNet-20) are named after theirs."""
+def run_origin(model: str, kwargs: dict[str, Any], seed: int, budget: str = "medium", data: str = "cifar10",
+               val_size: int | None = None) -> tuple[str, str]:
+    """The name's tag and the command that trained a committed run of ``runs/<data>/<budget>/``.
+
+    The tag starts with the data's name (``cifar10`` for the official pixels, ``cifar10jpeg`` for the JPEG copy) and
+    the budget. Seed 0 of option A is Fig. 6's run (the default weights of a model with no paper-length run,
+    DEFAULT_PREFERENCE); other seeds come from Table 6, other shortcut options from the shortcut comparison. A run
+    whose validation split is not its budget's (``val_size``) names it with ``--set``."""
     shortcut = kwargs.get("shortcut", "A")
-    tag = (f"cifar10jpeg_{budget}" + (f"_shortcut{shortcut}" if shortcut != "A" else "")
+    tag = (f"{data.replace('-', '')}_{budget}" + (f"_shortcut{shortcut}" if shortcut != "A" else "")
            + (f"_seed{seed}" if seed else ""))
+    flags = f"--budget {budget} --data ../shared/data/{data}"
+    split = f" --set val_size={val_size}" if val_size is not None and val_size != _budget_val_size(budget) else ""
     if shortcut != "A":
         seeds = f" --seeds {seed + 1}" if seed else ""
-        return tag, f"resnetlab reproduce shortcuts --budget {budget} {_DATA} --model {model}{seeds}"
-    return tag, f"resnetlab reproduce {'table6' if seed else 'degradation'} --budget {budget} {_DATA} --only {model}"
+        return tag, f"resnetlab reproduce shortcuts {flags} --model {model}{seeds}{split}"
+    return tag, f"resnetlab reproduce {'table6' if seed else 'degradation'} {flags} --only {model}{split}"
 
 
-def make_card(run_dir: Path, data: str, *, tag: str | None = None, data_name: str = DEFAULT_DATA_NAME,
-              command: str | None = None, progress: bool = False) -> WeightsEntry:
-    """The registry entry (with its card) of the finished run in ``run_dir``, its test error measured now. The tag
-    and the command default to :func:`run_origin`'s, for the budget the run's folder is in (``runs/<budget>/``)."""
+def _budget_val_size(budget: str) -> int:
+    from .experiments.runner import BUDGETS
+    from .train import TrainConfig
+
+    return int(BUDGETS[budget].overrides.get("val_size", TrainConfig().val_size))
+
+
+def data_title(digest: str | None, val_size: int) -> str:
+    """A card's data line: which copy of the data, and how many training images the run learned from."""
+    known = known_data(digest)
+    split = "45k train / 5k val split" if val_size == 5000 else (f"all training images, {val_size:,} held out"
+                                                                   if val_size else "all 50k training images")
+    return f"{known.title if known else 'data ' + str(digest)[:12]} ({split})"
+
+
+def make_card(run_dir: Path, data: str, *, tag: str | None = None, command: str | None = None,
+              progress: bool = False) -> WeightsEntry:
+    """The registry entry (with its card) of the finished run in ``run_dir``, its test error measured now on
+    ``data``, which must be the data the run trained on. The tag and the command default to :func:`run_origin`'s, for
+    the data and budget the run's folder is in (``runs/<data>/<budget>/``)."""
     run_dir = Path(run_dir)
     path = run_dir / "model.safetensors"
     try:
@@ -71,10 +91,14 @@ def make_card(run_dir: Path, data: str, *, tag: str | None = None, data_name: st
     with tempfile.TemporaryDirectory() as tmp:
         report = evaluate_checkpoint(path, data, tmp, batch_size=DEFAULT_EVAL_BATCH, precision="fp32",
                                      progress=progress)
+    if report.get("data_digest") not in (None, meta.get("data")):
+        raise ResNetLabError(f"{run_dir} was trained on other data than {data}: a card's error is measured on the "
+                             "run's own data; pass that with --data")
     kwargs = dict(meta.get("model_kwargs", {}))
     cost = complexity(meta["model"], **kwargs)
-    budget = run_dir.resolve().parent.name  # runs/<budget>/<run>
-    origin_tag, origin_command = run_origin(meta["model"], kwargs, int(meta.get("seed") or 0), budget)
+    budget, data_folder = run_dir.resolve().parent.name, run_dir.resolve().parent.parent.name  # runs/<data>/<budget>/
+    origin_tag, origin_command = run_origin(meta["model"], kwargs, int(meta.get("seed") or 0), budget, data_folder,
+                                            int(config.get("val_size", 5000)))
     name = f"{meta['model']}.{tag or origin_tag}"
     card: dict[str, Any] = {
         "test_error": round(report["top1_error"], 2),
@@ -83,7 +107,8 @@ def make_card(run_dir: Path, data: str, *, tag: str | None = None, data_name: st
         "evaluation": {"precision": "fp32", "batch_size": DEFAULT_EVAL_BATCH, "protocol": "center",
                        "command": f"resnetlab eval --checkpoint {name} --data {data}"},
         "train_error": summary.get("train_error"),
-        "dataset": {"name": data_name, "digest": meta.get("data"), "classes": meta["classes"]},
+        "dataset": {"name": data_title(meta.get("data"), int(config.get("val_size", 5000))),
+                    "digest": meta.get("data"), "classes": meta["classes"]},
         "recipe": meta.get("recipe"),
         "schedule": {k: config.get(k) for k in ("lr_schedule", "lr", "milestones", "warmup", "warmup_iters",
                                                 "batch_size", "bn_batch", "weight_decay", "scale")},

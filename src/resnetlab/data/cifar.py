@@ -131,11 +131,12 @@ def _field(d: Any, key: str, path: Path) -> Any:
     raise DataError(f"{path} has no {key!r} entry; it is not a {key!r}-style CIFAR python pickle")
 
 
-def _read_batch(path: Path, release: CifarRelease) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``[N, 3, 32, 32]`` uint8 and labels ``[N]`` int64 of one batch file."""
+def _read_batch(path: Path, release: CifarRelease) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """Images ``[N, 3, 32, 32]`` uint8, labels ``[N]`` int64 and file names (None if absent) of one batch file."""
     d = _unpickle(path)
     data = _field(d, "data", path)
     labels = _field(d, release.label_key, path)
+    names = _optional_names(d, path)
     try:
         x = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else np.asarray(data)
         y = np.asarray(labels, dtype=np.int64)
@@ -156,8 +157,36 @@ def _read_batch(path: Path, release: CifarRelease) -> tuple[np.ndarray, np.ndarr
             f"{path}: labels must lie in [0, {release.num_classes}), found {y.min()}..{y.max()}; the file is "
             f"corrupt or not {release.title}"
         )
+    if names is not None and len(names) != x.shape[0]:
+        raise DataError(f"{path}: {x.shape[0]} images but {len(names)} filenames; the file is corrupt")
     # Row layout: R plane, G plane, B plane, each 32x32 row-major, so a plain reshape gives [N, 3, 32, 32].
-    return np.ascontiguousarray(x.reshape(-1, 3, 32, 32)), y
+    return np.ascontiguousarray(x.reshape(-1, 3, 32, 32)), y, names
+
+
+def _optional_names(d: Any, path: Path) -> list[str] | None:
+    """The batch's ``filenames`` entry (the official release has one per image), or None if it has none."""
+    found = [d[k] for k in (b"filenames", "filenames") if isinstance(d, dict) and k in d]
+    if not found:
+        return None
+    try:
+        return [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in found[0]]
+    except (TypeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: malformed filenames ({e}); extract the official archive again") from e
+
+
+def canonical_order(names: list[str] | None, what: str) -> np.ndarray | None:
+    """The permutation that sorts a split by its official file names, so that everything derived from the data (its
+    digest, hence the run keys; the validation split; the batches) is the same whatever order the files hold the
+    images in. None when the names are missing (the file order is kept, with a warning) or not unique."""
+    if names is None:
+        warnings.warn(f"the {what} batches have no 'filenames' entry, so their images keep the order of the files; "
+                      "a copy of the same images in another order gets other run keys and another validation split",
+                      DataWarning, stacklevel=4)
+        return None
+    if len(set(names)) != len(names):
+        raise DataError(f"the {what} batches name some images twice in 'filenames'; the files are corrupt: "
+                        "extract the official archive again")
+    return np.argsort(np.array(names, dtype=object), kind="stable")
 
 
 def _read_names(path: Path, release: CifarRelease) -> list[str]:
@@ -213,7 +242,9 @@ def load_official(path: Path, cache_dir: Path | None = None, md5: str | None = N
         md5: expected MD5 of a tarball (ignored for folders).
 
     Returns:
-        :class:`SplitArrays` with the official train (50,000) and test (10,000) images in file order.
+        :class:`SplitArrays` with the official train (50,000) and test (10,000) images, each split sorted by the
+        official file names (``filenames`` in every batch), so any copy of the release, in any order, loads the same
+        arrays; a release without file names keeps the order of its files (with a :class:`DataWarning`).
 
     Raises:
         DataError: missing, truncated or corrupt files (the message names the file), unsafe archives.
@@ -245,10 +276,13 @@ def _read_release(path: Path) -> SplitArrays:
     release, folder = found
     classes = _read_names(folder / release.meta_file, release)
     splits = []
-    for files in (release.train_files, release.test_files):
+    for what, files in (("training", release.train_files), ("test", release.test_files)):
         parts = [_read_batch(folder / name, release) for name in files]
-        x = torch.from_numpy(np.concatenate([p[0] for p in parts]))
-        y = torch.from_numpy(np.concatenate([p[1] for p in parts]))
-        splits.append((x, y))
+        x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        names = None if any(p[2] is None for p in parts) else [n for p in parts for n in p[2]]  # type: ignore[union-attr]
+        order = canonical_order(names, what)
+        if order is not None:
+            x, y = x[order], y[order]
+        splits.append((torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))))
     (train_x, train_y), (test_x, test_y) = splits
     return SplitArrays(train_x, train_y, test_x, test_y, classes)

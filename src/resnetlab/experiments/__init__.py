@@ -29,7 +29,8 @@ def reproduce(name: str, budget: str = "smoke", data: str = "cifar10", out: str 
               runs_dir: str | Path = "runs", cache_dir: str | None = None, overrides: Sequence[str] = (),
               progress: bool = True, argv: Sequence[str] | None = None, train: bool = True,
               only: Sequence[str] = (), **options: Any) -> Path:
-    """Run experiment ``name`` and return its output folder (default ``results/<name>-<budget>``).
+    """Run experiment ``name`` and return its output folder (default ``results/<data name>/<name>-<budget>``, the data
+    named by :func:`~resnetlab.data.known.data_name`: ``cifar10`` for the official pixels).
 
     With ``train=False`` only finished runs are used (the committed ones, for instance); the results list the rest.
     ``only`` names the nets to train (labels such as ``resnet20`` or ``resnet20-shortcutB``); others are used if
@@ -37,9 +38,8 @@ def reproduce(name: str, budget: str = "smoke", data: str = "cifar10", out: str 
     """
     if name not in EXPERIMENTS:
         raise ResNetLabError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
-    out = Path(out) if out else Path("results") / f"{name}-{budget}"
-    out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(name, get_budget(budget), str(data), out, Path(runs_dir), cache_dir, list(overrides), progress,
+    ctx = Context(name, get_budget(budget), str(data), Path(out) if out else None, Path(runs_dir), cache_dir,
+                  list(overrides), progress,
                   argv, train_missing=train, only=tuple(only))
     return EXPERIMENTS[name][0](ctx, **options)
 

@@ -98,7 +98,7 @@ def findings(by_model: dict[str, RunRecord], noise: tuple[float, float] | None =
     test_noise, train_noise = noise if noise is not None else (None, None)
     plain = sorted((m for m in by_model if m.startswith("plain")), key=_depth)
     resnet = sorted((m for m in by_model if m.startswith("resnet")), key=_depth)
-    err = {m: (r.train_error, r.test_error) for m, r in by_model.items()}
+    err = {m: (r.judged_train_error, r.test_error) for m, r in by_model.items()}
     out: list[dict[str, Any]] = []
 
     def add(finding: int, what: str, margin: float, noise_: float | None, **extra: Any) -> None:
@@ -148,21 +148,26 @@ def run(ctx: Context, include: tuple[str, ...] = ()) -> Path:
         paper_err = fmt(paper.cifar10_error) if paper and paper.cifar10_error else ""
         if r.model == "plain110":
             paper_err = "> 60"
-        lines.append(f"| {r.model} | {r.params:,} | {fmt(r.train_error)} | {fmt(r.test_error)} | {paper_err} |")
-    noise = ctx.budget.noise
+        lines.append(f"| {r.model} | {r.params:,} | {fmt(r.judged_train_error)} | {fmt(r.test_error)} | {paper_err} |")
+    noise = ctx.noise
     found = findings(by_model, noise)
-    lines += ["", f"Training error is the mean over the last {ctx.config(RunSpec('resnet20')).log_interval} "
-              "iterations (augmented batches, as the paper's dashed curves); test error is the 10k test set at "
-              "the end. The paper's column is Table 6 (64k iterations, official CIFAR-10 files).", ""]
+    running = (f"the mean over the last {ctx.config(RunSpec('resnet20')).log_interval} iterations (augmented "
+               "batches, as the paper's dashed curves)")
+    measured = [r.final_train_error is not None for r in records]
+    how = ("the final model's error on every training image, un-augmented, in fp32" if all(measured) else
+           running if not any(measured) else f"the final model's error on every training image (un-augmented, fp32) "
+           f"where the run measured it, else {running}")
+    lines += ["", f"Training error is {how}; test error is the 10k test set at the end. The paper's column is "
+              "Table 6 (64k iterations, official CIFAR-10 files).", ""]
     spread = (f"the spread of two ResNet-20 seeds at this budget: test {noise[0]:.2f}, training {noise[1]:.2f} "
               "points" if noise else "the spread of two ResNet-20 seeds at this budget, not measured yet: a margin "
               "in the paper's direction is only leaning")
     lines += [f"Margins in percentage points, positive in the paper's direction. A margin within the noise ({spread})"
               " is a tie.", "", *finding_lines(found)]
     if ctx.budget.name == "quick":
-        medium = ("The nine nets of Fig. 6 at 6,400 iterations (the medium budget): results/degradation-medium/"
-                  "results.md, from the committed runs (`resnetlab reproduce degradation --budget medium --no-train` "
-                  "renders it in seconds).")
+        medium = (f"The nine nets of Fig. 6 at 6,400 iterations (the medium budget): results/{ctx.data_name}/"
+                  "degradation-medium/results.md, from the committed runs where they exist (`resnetlab reproduce "
+                  f"degradation --budget medium --data {ctx.data} --no-train` renders it in seconds).")
         lines += ["", medium]
         print(medium, flush=True)
     write_results(ctx, "Degradation of plain nets and its cure (Fig. 1, Fig. 6)", "\n".join(lines), records,

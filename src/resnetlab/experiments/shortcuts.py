@@ -51,7 +51,7 @@ def run(ctx: Context, model: str = "resnet20", seeds: int | None = None) -> Path
             p = paper[o]
             lines.append(f"| {o} (seed {r.seed}) | {r.params:,} | {fmt(r.train_error)} | {fmt(r.test_error)} | "
                          f"{fmt(p.top1_10crop) if p else ''} |")
-    noise = ctx.budget.noise[0] if ctx.budget.noise else None
+    noise = ctx.noise[0] if ctx.noise else None
     found = comparisons({r.options.get("shortcut", default): r.test_error for r in records if r.seed == 0}, noise)
     noise_text = f"noise: test {noise:.2f} points" if noise is not None else "noise not measured at this budget"
     lines += judged_lines(found, noise_text)

@@ -64,7 +64,7 @@ def run(ctx: Context, include_1202: bool = False, seeds: int | None = None) -> P
         mean = f"{fmt(r['mean'])} ± {fmt(r['std'])}" if r["std"] is not None else fmt(r["mean"])  # type: ignore[arg-type]
         paper = fmt(r["paper"]) + (f" ({r['paper_mean']})" if r["paper_mean"] else "")  # type: ignore[arg-type]
         lines.append(f"| {r['model']} | {r['params']:,} | {r['seeds']} | {fmt(r['best'])} | {mean} | {paper} |")  # type: ignore[str-format]
-    noise = ctx.budget.noise[0] if ctx.budget.noise else None
+    noise = ctx.noise[0] if ctx.noise else None
     order = depth_orderings(rows, noise)
     noise_text = f"noise: test {noise:.2f} points" if noise is not None else "noise not measured at this budget"
     lines += judged_lines(order, noise_text)

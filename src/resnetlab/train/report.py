@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
-from ..data import load_dataset
+from ..data import DataWarning, load_dataset
 from ..data.cache import atomic_write
+from ..data.datasets import content_digest
+from ..data.known import known_data
 from ..errors import ResNetLabError
 from .device import resolve_precision, select_device
 from .evaluate import evaluate
@@ -66,6 +69,9 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
     path = Path(path)
     loaded = load_model_file(path)
     cfg = loaded.config
+    # the digest of the data the weights were trained on: a released file's card, a checkpoint's own record
+    trained_on = loaded.state["meta"].get("data") if loaded.kind == "released" else loaded.state.get("data_content")
+    data_digest = None
     spec = data or (cfg.data if cfg is not None else None)
     if spec is None:
         raise ResNetLabError(f"{path} holds weights without a run's config: give the data to evaluate on with --data")
@@ -86,6 +92,9 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
         arrays = load_dataset(spec, cache_dir=Path(cache_dir) if cache_dir else None, progress=progress,
                               skip_bad=skip_bad)
         classes = _check_classes(loaded.classes, arrays.classes, loaded.num_classes)
+        data_digest = content_digest(arrays)
+        if (note := other_data_note(trained_on, data_digest)) is not None:
+            warnings.warn(note, DataWarning, stacklevel=2)
         if mean.dim() == 3 and mean.shape[-1] > 1 and tuple(arrays.test_x.shape[-2:]) != tuple(mean.shape[-2:]):
             raise ResNetLabError(f"the test images are {tuple(arrays.test_x.shape[-2:])} but the model was trained "
                                  f"on {tuple(mean.shape[-2:])} images")
@@ -103,6 +112,8 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
         "model": loaded.name,
         "iteration": loaded.iteration,
         "data": str(spec),
+        "data_digest": data_digest,  # the evaluated data's content (None for streamed folders)
+        "trained_on_digest": trained_on,
         "protocol": protocol,
         "images": result.count,
         "top1_error": result.top1_error,
@@ -124,6 +135,19 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
                    f"{loaded.name}{at} ({protocol}): top-1 error {result.top1_error:.2f}%")
     report["out_dir"] = str(out)
     return report
+
+
+def other_data_note(trained_on: str | None, evaluated: str | None) -> str | None:
+    """One line when weights are scored on other data than they were trained on (say, JPEG-trained weights on the
+    official pixels): the error is then not the card's and not comparable with it. None when the data is the same or
+    either side is unknown."""
+    if trained_on is None or evaluated is None or trained_on == evaluated:
+        return None
+    def title(digest: str) -> str:
+        known = known_data(digest)
+        return known.title if known else f"data with digest {digest[:12]}"
+    return (f"these weights were trained on {title(trained_on)} and are scored on {title(evaluated)}: the error "
+            "measures the transfer between the two, not the weights' own test error")
 
 
 def _check_classes(model_classes: list[str] | None, data_classes: list[str], num_classes: int) -> list[str]:

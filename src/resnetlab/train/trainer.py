@@ -208,6 +208,8 @@ class Trainer:
         return int((self.data.val_x if split == "val" else self.data.test_x).shape[0])
 
     def evaluate(self, split: str) -> EvalResult:
+        """The model's error on a split ("val", "test"; or "train": the images it trains on, un-augmented, in-memory
+        data only), in ``eval_precision``, each image once."""
         broadcast_buffers(self.model, self.info)  # every rank scores the model that rank 0 checkpoints
         # The inference path (a BN-folded copy): the same function, about 1.5x faster than the training module.
         precision = resolve_precision(self.cfg.eval_precision, self.device)
@@ -216,8 +218,9 @@ class Trainer:
             return evaluate_stream(model, self.data, split, "center", batch_size=self.cfg.eval_batch_size,
                                    device=self.device, precision=precision,
                                    channels_last=self.cfg.channels_last, info=self.info)
-        x, y = self.eval_splits.get(split) or (
-            (self.data.val_x, self.data.val_y) if split == "val" else (self.data.test_x, self.data.test_y))
+        x, y = self.eval_splits.get(split) or {"train": (self.data.train_x, self.data.train_y),
+                                               "val": (self.data.val_x, self.data.val_y),
+                                               "test": (self.data.test_x, self.data.test_y)}[split]
         return evaluate(model, x, y, self.mean, self.std, batch_size=self.cfg.eval_batch_size,
                         device=self.device, precision=precision, channels_last=self.cfg.channels_last,
                         info=self.info)

@@ -19,4 +19,4 @@ run r20-wcos2000-s0 resnet20 2000 0 --set lr_schedule=cosine --set warmup_iters=
 run r32-wcos2000-s0 resnet32 2000 0 --set lr_schedule=cosine --set warmup_iters=200
 # The chosen budget (quick) and its noise: the demo itself, then a second ResNet-20 seed.
 resnetlab reproduce degradation --budget quick --data "$D"
-resnetlab reproduce table6 --budget quick --data "$D" --only resnet20 --out results/table6-quick
+resnetlab reproduce table6 --budget quick --data "$D" --only resnet20 --out results/cifar10-jpeg/table6-quick

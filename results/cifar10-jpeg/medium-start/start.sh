@@ -2,7 +2,7 @@
 # The first 200 iterations of ResNet-56 at the medium budget's recipe (--scale 0.1, cosine, BN over 64), logged
 # every 10 iterations, for each variant given as KEY=VALUE (e.g. seed=0 precision=fp32 warmup=on seed=1).
 # Each run is stopped after its 20th log row; its metrics land in this folder as resnet56-KEY=VALUE.jsonl.
-# Run from the repository root: bash results/medium-start/start.sh seed=0 precision=fp32 warmup=on seed=1
+# Run from the repository root: bash results/cifar10-jpeg/medium-start/start.sh seed=0 precision=fp32 warmup=on seed=1
 set -u
 here=$(dirname "$0")
 for v in "$@"; do
