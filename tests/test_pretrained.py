@@ -471,7 +471,7 @@ def test_release_remakes_the_committed_card_exactly_and_publish_writes_the_uploa
 def test_cli_lists_cards_and_exports_by_weights_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["weights"]) == 0
     table = capsys.readouterr().out
-    assert all(f"`{n}`" in table for n in RELEASED) and "| weights | test error (%)" in table
+    assert all(f"`{n}`" in table for n in RELEASED) and "| weights | data | test error (%)" in table
     out = tmp_path / "r20.pt2"
     assert main(["export", "--weights", WEIGHTS20, "--format", "pt2", "--out", str(out)]) == 0
     assert "max |exported - eager|" in capsys.readouterr().out

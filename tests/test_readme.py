@@ -125,3 +125,25 @@ def test_the_finished_paper_block_reads_the_first_step_the_medium_seeds_and_the_
     assert tool._released_as("runs/cifar10-jpeg/paper/resnet20-s0-ae0dd32e") == (
         " Released as `resnet20.cifar10jpeg_paper` (what `pretrained=True` loads for resnet20).")
     assert tool._released_as("runs/cifar10-jpeg/paper/resnet20-s9-00000000") == ""
+
+
+def test_the_headline_says_not_yet_running_or_the_final_errors_of_each_official_run(tmp_path, monkeypatch) -> None:
+    import json
+
+    tool = _tool()
+    monkeypatch.setattr(tool, "ROOT", tmp_path)
+    monkeypatch.setattr(tool, "OFFICIAL_RUNS", tmp_path / "runs" / "cifar10" / "paper")
+
+    def row(model: str) -> str:
+        return next(line for line in tool.headline_block().splitlines() if line.startswith(f"| {model} |"))
+
+    assert row("ResNet-20") == "| ResNet-20 | 8.75 | 8.27 | 8.29 | not yet | - |"
+    assert row("plain-56") == "| plain-56 | Fig. 1 (curves) | - | - | not yet | - |"
+    run = tmp_path / "runs" / "cifar10" / "paper" / "resnet20-s0-0123abcd"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": "resnet20", "seed": 0, "model_kwargs": {}}))
+    (run / "checkpoint-0012000.pt").write_bytes(b"x")
+    assert row("ResNet-20").endswith("| 8.29 | running (12,000 of 64,000 iterations committed) | - |")
+    (run / "summary.json").write_text(json.dumps({"test_error": 8.514, "train_error": 0.61, "final_train_error": 0.2}))
+    assert row("ResNet-20") == "| ResNet-20 | 8.75 | 8.27 | 8.29 | **8.51** | 0.20 |"  # the final model's full pass
+    assert row("ResNet-56").endswith("| not yet | - |")

@@ -3,8 +3,11 @@
     .venv/bin/python tools/readme.py           # rewrite the blocks in README.md (needs the installed package)
     .venv/bin/python tools/readme.py --check   # exit 1 and name the stale blocks (tests/test_readme.py runs it)
 
-A block sits between ``<!-- generated: NAME (python tools/readme.py) -->`` and ``<!-- end: NAME -->``. Every
-result here was made on the JPEG copy (``results/cifar10-jpeg/``, ``runs/cifar10-jpeg/``):
+A block sits between ``<!-- generated: NAME (python tools/readme.py) -->`` and ``<!-- end: NAME -->``:
+- ``headline``: the paper against this project on the official pixels, from the files git tracks under
+  ``runs/cifar10/paper`` (a finished run's summary, or the newest committed checkpoint of a run still training).
+
+The other blocks are the results made on the JPEG copy (``results/cifar10-jpeg/``, ``runs/cifar10-jpeg/``):
 - ``findings``: the three findings, the paper against the demo (``degradation-quick``) and the medium budget
   (``degradation-medium``, and ``table6-medium`` where it has more seeds);
 - ``noise``: the medium budget's noise, the spread of its two committed ResNet-20 seeds (``table6-medium``);
@@ -226,6 +229,46 @@ def paper_block() -> str:
     return "\n".join([f"`{PAPER_COMMAND}` (the JPEG copy, 45k training images):", "", *lines])
 
 
+OFFICIAL_RUNS = ROOT / "runs" / "cifar10" / "paper"  # the paper's recipe on the official pixels
+HEADLINE_NETS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "plain20", "plain56")
+OFFICIAL_COMMAND = "resnetlab reproduce degradation --budget paper --data ../shared/data/cifar10 --only NET"
+
+
+def headline_block() -> str:
+    """The paper against this project on the official pixels, one row per net of Table 6 and Fig. 1: the finished
+    run's final errors, "running" for a run committed with its newest checkpoint, "not yet" before."""
+    from resnetlab.models.specs import PUBLIC_REPRODUCTIONS, paper_numbers
+    from resnetlab.train.checkpoint import checkpoint_iteration
+
+    files = _tracked(OFFICIAL_RUNS)
+    runs: dict[str, Path] = {}
+    for config_file in sorted(p for p in files if p.name == "config.json"):
+        config = json.loads(config_file.read_text())
+        if config["seed"] == 0 and not config.get("model_kwargs"):
+            runs[config["model"]] = config_file.parent
+    public = list(PUBLIC_REPRODUCTIONS)
+    links = " | ".join(f"[{n.split('/')[0]}](https://github.com/{n})" for n in public)
+    rows = [f"| net | paper: test error (%) | {links} | this project: test error (%) | training error (%) |",
+            "|---|---:|" + "---:|" * len(public) + "---:|---:|"]
+    for model in HEADLINE_NETS:
+        paper = paper_numbers(model)
+        reported = f"{paper.cifar10_error:.2f}" if paper and paper.cifar10_error else "Fig. 1 (curves)"
+        others = " | ".join(f"{e:.2f}" if (e := PUBLIC_REPRODUCTIONS[n]["errors"].get(model)) else "-" for n in public)
+        run = runs.get(model)
+        if run is not None and run / "summary.json" in files:
+            s = json.loads((run / "summary.json").read_text())
+            train = s.get("final_train_error", s["train_error"])
+            ours = f"**{s['test_error']:.2f}** | {train:.2f}"
+        elif run is not None:
+            at = max((it for p in files if p.parent == run and (it := checkpoint_iteration(p.name)) is not None),
+                     default=0)
+            ours = f"running ({at:,} of 64,000 iterations committed) | -"
+        else:
+            ours = "not yet | -"
+        rows.append(f"| {_net(model)} | {reported} | {others} | {ours} |")
+    return "\n".join(rows)
+
+
 def _after_first_step(rows: list[dict], milestones: list[int]) -> str:
     """Where the test error went at the schedule's first lr step, and how much it moved after."""
     if not milestones:
@@ -266,8 +309,8 @@ def _released_as(run: str) -> str:
             + (f" (what `pretrained=True` loads for {model})" if default else "") + ".")
 
 
-BLOCKS: dict[str, Callable[[], str]] = {"findings": findings_block, "noise": noise_block, "medium": medium_block,
-                                        "cards": cards_block, "paper": paper_block}
+BLOCKS: dict[str, Callable[[], str]] = {"headline": headline_block, "findings": findings_block, "noise": noise_block,
+                                        "medium": medium_block, "cards": cards_block, "paper": paper_block}
 
 
 def render(text: str) -> tuple[str, list[str]]:

@@ -161,14 +161,16 @@ def release_runs(run_dirs: list[Path], data: str, manifest: Path = RELEASED, **c
 
 
 def cards_table(names: list[str] | None = None) -> str:
-    """The README's model cards: one Markdown row per released file."""
-    lines = ["| weights | test error (%) | train error (%) | params | multiply-adds | file | trained by |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    """The README's model cards: one Markdown row per released file, with the data it was trained and scored on."""
+    lines = ["| weights | data | test error (%) | train error (%) | params | multiply-adds | file | trained by |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
     for name in names if names is not None else list_weights():
         e = weights_entry(name)
         m = e.meta
         train = "-" if m.get("train_error") is None else f"{m['train_error']:.2f}"
-        lines.append(f"| `{e.name}` | {m['test_error']:.2f} | {train} | {m['params'] / 1e6:.3f}M | "
+        known = known_data(m["dataset"].get("digest"))
+        data = ("official pixels" if known.official else "JPEG copy") if known else "other"
+        lines.append(f"| `{e.name}` | {data} | {m['test_error']:.2f} | {train} | {m['params'] / 1e6:.3f}M | "
                      f"{m['macs'] / 1e6:.1f}M | {e.size / 1e6:.2f} MB | `{m['command']}` |")
     return "\n".join(lines)
 

@@ -28,7 +28,7 @@ import torch
 
 from ..data import DataBundle
 from ..data.cache import atomic_write
-from ..data.known import data_name
+from ..data.known import data_name, known_data
 from ..data.stream import StreamData
 from ..errors import ResNetLabError
 from ..train import TrainConfig, fit, load_data, resolve_config
@@ -141,6 +141,12 @@ class Context:
         """The data's folder name (``cifar10`` for the official pixels, ``cifar10-jpeg`` for the JPEG copy)."""
         cfg = self.config(RunSpec(recipe_config(self.recipe).model))
         return data_name(data_identity(self.bundle(cfg)))
+
+    @property
+    def data_title(self) -> str:
+        """The data as results name it: "CIFAR-10 (official pixels)", "CIFAR-10 JPEG copy (...)", or its digest."""
+        known = known_data(data_identity(self.bundle(self.config(RunSpec(recipe_config(self.recipe).model)))))
+        return known.title if known else f"data {self.data_name}"
 
     @property
     def noise(self) -> tuple[float, float] | None:
@@ -343,8 +349,9 @@ def write_results(ctx: Context, title: str, body_md: str, runs: Sequence[RunReco
         f"- command: `{ctx.command}`",
         f"- budget: **{ctx.budget.name}** ({iters} iterations per run; the paper's schedule is "
         f"{ctx.schedule_iters:,})" + ("" if ctx.budget.name == "paper" else ": not the paper's setting"),
-        f"- data: `{ctx.data}`" + (f"; trained on the training split less {cfg.val_size:,} held-out validation "
-                                   "images" if cfg.val_size else ""),
+        f"- data: **{ctx.data_title}** (`{ctx.data}`)" + (
+            f"; trained on the training split less {cfg.val_size:,} held-out validation images" if cfg.val_size
+            else "; trained on every training image"),
         f"- training: recipe `{cfg.recipe}`, batch {cfg.batch_size}"
         + (f" (BN over {cfg.bn_batch})" if cfg.bn_batch else "")
         + f", lr schedule {cfg.lr_schedule}" + (f" with {cfg.warmup_iters} warm-up iterations" if cfg.warmup_iters
@@ -370,6 +377,8 @@ def write_results(ctx: Context, title: str, body_md: str, runs: Sequence[RunReco
         "experiment": ctx.experiment,
         "budget": ctx.budget.name,
         "data": ctx.data,
+        "data_name": ctx.data_name,  # runs/<data_name>/, results/<data_name>/ (data.known)
+        "data_title": ctx.data_title,
         "command": ctx.command,
         "machine": machine(),
         "finished": now,

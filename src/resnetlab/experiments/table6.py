@@ -36,6 +36,7 @@ def summarise(records: list[RunRecord]) -> list[dict[str, object]]:
             "std": statistics.pstdev(errs) if len(errs) > 1 else None,
             "paper": paper.cifar10_error if paper else None,
             "paper_mean": paper.cifar10_error_mean if paper else None,
+            "public": {name: rep["errors"].get(model) for name, rep in specs.PUBLIC_REPRODUCTIONS.items()},
         })
     return rows
 
@@ -59,11 +60,15 @@ def run(ctx: Context, include_1202: bool = False, seeds: int | None = None) -> P
               for seed in range(n_seeds(m))]
     records = ctx.train(specs_)
     rows = summarise(records)
-    lines = ["| net | params | seeds | best (%) | mean ± std (%) | paper (%) |", "|---|---:|---:|---:|---:|---:|"]
+    public = list(specs.PUBLIC_REPRODUCTIONS)
+    lines = ["| net | params | seeds | best (%) | mean ± std (%) | paper (%) | " + " | ".join(public) + " |",
+             "|---|---:|---:|---:|---:|---:|" + "---:|" * len(public)]
     for r in rows:
         mean = f"{fmt(r['mean'])} ± {fmt(r['std'])}" if r["std"] is not None else fmt(r["mean"])  # type: ignore[arg-type]
         paper = fmt(r["paper"]) + (f" ({r['paper_mean']})" if r["paper_mean"] else "")  # type: ignore[arg-type]
-        lines.append(f"| {r['model']} | {r['params']:,} | {r['seeds']} | {fmt(r['best'])} | {mean} | {paper} |")  # type: ignore[str-format]
+        others = " | ".join(fmt(r["public"].get(name)) for name in public)  # type: ignore[attr-defined]
+        lines.append(f"| {r['model']} | {r['params']:,} | {r['seeds']} | {fmt(r['best'])} | {mean} | {paper} | "  # type: ignore[str-format]
+                     f"{others} |")
     noise = ctx.noise[0] if ctx.noise else None
     order = depth_orderings(rows, noise)
     noise_text = f"noise: test {noise:.2f} points" if noise is not None else "noise not measured at this budget"
@@ -71,7 +76,9 @@ def run(ctx: Context, include_1202: bool = False, seeds: int | None = None) -> P
     others = ", ".join(f"{k} {v}" for k, v in specs.TABLE6_OTHERS.items())
     lines += ["", "Test error on the 10k test set at the end of training; the checkpoint is the last one (never "
               "chosen on the test set). std is the population std over seeds. The paper's column: Table 6 (best of "
-              f"5 runs for ResNet-110, with mean ± std in brackets). Other methods in Table 6: {others}."]
+              f"5 runs for ResNet-110, with mean ± std in brackets). Other methods in Table 6: {others}. Public "
+              "reproductions on the official CIFAR-10 files: "
+              + "; ".join(f"{name}, {rep['how']}" for name, rep in specs.PUBLIC_REPRODUCTIONS.items()) + "."]
     write_results(ctx, "CIFAR-10 test error by depth (Table 6)", "\n".join(lines), records,
                   {"table": rows, "orderings": order})
     return ctx.out
