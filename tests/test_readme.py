@@ -147,3 +147,15 @@ def test_the_headline_says_not_yet_running_or_the_final_errors_of_each_official_
     (run / "summary.json").write_text(json.dumps({"test_error": 8.514, "train_error": 0.61, "final_train_error": 0.2}))
     assert row("ResNet-20") == "| ResNet-20 | 8.75 | 8.27 | 8.29 | **8.51** | 0.20 |"  # the final model's full pass
     assert row("ResNet-56").endswith("| not yet | - |")
+
+
+def test_the_readme_python_example_runs_as_written_and_prints_what_it_says(monkeypatch, capsys) -> None:
+    """The first Python block of the README, executed from the clone's root: it classifies examples/cat.png."""
+    import re
+
+    text = (REPO / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S)[1]
+    expected = re.search(r"print\(.*\)\s+# (\w+)", code)[1]
+    monkeypatch.chdir(REPO)
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out == f"{expected}\n" == "cat\n"

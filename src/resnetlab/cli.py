@@ -1,4 +1,4 @@
-"""The ``resnetlab`` command: a thin wrapper over the library's functions.
+"""The ``resnetlab`` command line: train, evaluate, predict, export, and regenerate the paper's figures and tables.
 
 Exit codes: 0 success, 1 a ResNetLabError (one clear message on stderr), 2 a usage error (argparse).
 """
@@ -79,6 +79,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .models import create_model, model_info
     from .models.weights import load_state_dict, read_state_dict
 
+    if args.checkpoint == "DEFAULT" and args.model:  # the model's default weights
+        args.checkpoint = f"{args.model}.DEFAULT"
     if args.checkpoint and model_file_kind(args.checkpoint):  # a training checkpoint / converted file names its model
         loaded = load_model_file(args.checkpoint)
         if (args.model and args.model != loaded.name) or args.kw:
@@ -104,8 +106,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _train_overrides(args: argparse.Namespace) -> list[str]:
     pairs = list(args.set)
-    for key in ("model", "data", "cache_dir", "init"):
-        value = getattr(args, key)
+    for key in ("model", "data", "cache_dir", "init", "image_size"):
+        value = getattr(args, key, None)
         if value is not None:
             pairs.insert(0, f"{key}={value}")
     if getattr(args, "skip_bad", False):
@@ -120,6 +122,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import apply_overrides, fit, resolve_config
     from .train.resume import read_run_config
 
+    if args.keys:
+        from .train.config import config_keys
+
+        width = max(len(k) for k, _, _ in config_keys())
+        for key, default, meaning in config_keys():
+            print(f"{key:<{width}}  {default:<16}  {meaning}")
+        return 0
     progress = not args.no_progress
     if args.resume:
         run_dir = Path(args.resume)
@@ -136,6 +145,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.out:
             raise ResNetLabError("give --out RUN_DIR for a new run (or --resume RUN_DIR to continue one)")
         cfg = resolve_config(args.recipe, _train_overrides(args), args.scale)
+        if args.init and not args.model:  # --init names the network: train that one, with its options
+            from .train.init import read_init
+
+            _, trained_as, trained_kwargs = read_init(args.init)
+            if trained_as is not None:
+                cfg.model = trained_as
+                cfg.model_kwargs = {**{k: v for k, v in (trained_kwargs or {}).items() if k != "num_classes"},
+                                    **cfg.model_kwargs}
         result = fit(cfg, args.out, progress=progress)
     s = result.summary
     if result.run_dir is not None:
@@ -224,129 +241,205 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Help that shows every default and keeps the examples' line breaks."""
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _command(sub: argparse._SubParsersAction, name: str, purpose: str, examples: Sequence[str],
+             description: str = "") -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=purpose, description=purpose + ("\n\n" + description if description else ""),
+                          epilog=_examples(*examples), formatter_class=_Help)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .experiments import BUDGETS, EXPERIMENTS
+    from .train.config import RECIPES
     from .train.report import DEFAULT_EVAL_BATCH
 
-    parser = argparse.ArgumentParser(prog="resnetlab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="resnetlab", formatter_class=_Help,
+        description="The networks, recipes and experiments of the ResNet paper (He et al., 2015): train, evaluate, "
+                    "predict, export, and regenerate the paper's figures and tables.",
+        epilog=_examples("resnetlab models --family cifar",
+                         "resnetlab predict --weights resnet56 photo.jpg",
+                         "resnetlab train --model resnet56 --data ../shared/data/cifar10 --out runs/r56",
+                         "resnetlab reproduce table6 --budget medium --data ../shared/data/cifar10-jpeg --no-train",
+                         "resnetlab COMMAND --help   (each command's options and examples)"))
+    parser.add_argument("--version", action="version", version=f"resnetlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("models", help="table of every model: parameters and multiply-adds beside the paper's printed "
-                                      "numbers and exact reference counts")
-    p.add_argument("--family", choices=["cifar", "imagenet"], help="only one family")
+    p = _command(sub, "models", "list every model with its parameters and multiply-adds beside the paper's numbers",
+                 ["resnetlab models", "resnetlab models --family imagenet --names-only"])
+    p.add_argument("--family", choices=["cifar", "imagenet"], help="only one family (default: both)")
     p.add_argument("--names-only", action="store_true", help="print the names only")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("weights", help="the released weights: model cards (list), release runs, publish files")
+    p = _command(sub, "weights", "list the released weights' cards; release finished runs; lay out files to upload",
+                 ["resnetlab weights",
+                  "resnetlab weights release runs/cifar10/paper/resnet20-s0-2e84114b --data ../shared/data/cifar10",
+                  "resnetlab weights publish --out upload/"])
     p.add_argument("action", nargs="?", choices=["list", "release", "publish"], default="list",
                    help="list: the cards as a Markdown table; release RUN_DIR...: (re)make the cards of finished "
                         "runs, measuring each file's test error; publish --out DIR: the files as uploaded")
     p.add_argument("runs", nargs="*", metavar="RUN_DIR", help="release: the finished runs")
     p.add_argument("--data", help="release: the data the runs were trained on (its test split is evaluated)")
     p.add_argument("--tag", default=None,
-                   help="release: the name's tag (<model>.<tag>; default cifar10jpeg_medium, with _seedN for "
-                        "seeds other than 0 and _shortcutB/C for those options)")
+                   help="release: the name's tag, <model>.<tag> (default: the data and budget, e.g. cifar10_paper, "
+                        "with _seedN for seeds other than 0 and _shortcutB/C for those options)")
     p.add_argument("--out", help="publish: the folder to write")
     p.set_defaults(func=cmd_weights)
 
-    p = sub.add_parser("export", help="export a model to ONNX or a torch.export program, checked against eager")
+    p = _command(sub, "export", "export a model to ONNX or a torch.export program, checked against eager PyTorch",
+                 ["resnetlab export resnet56 --weights DEFAULT --format onnx --out resnet56.onnx",
+                  "resnetlab export --checkpoint runs/r56/model.safetensors --format pt2 --out r56.pt2",
+                  "resnetlab export resnet50 --format onnx --out r50.onnx --kw num_classes=100"],
+                 "ONNX needs the export extra: pip install 'resnetlab[export]'.")
     p.add_argument("model", nargs="?",
                    help="a registered model name (see `resnetlab models`); read from --checkpoint if that is a "
                         "training checkpoint or a converted weights file")
-    p.add_argument("--format", choices=["onnx", "pt2"], required=True)
+    p.add_argument("--format", choices=["onnx", "pt2"], required=True, help="ONNX, or a torch.export program")
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--checkpoint", "--weights", dest="checkpoint",
-                   help="weights to load first: a released weights name, a .safetensors file, a .pt state dict or a "
-                        "resnetlab checkpoint")
+                   help="weights to load first: a released weights name, a model name or DEFAULT (its default "
+                        "weights), a .safetensors file, a .pt state dict or a resnetlab checkpoint")
     p.add_argument("--input-size", type=int, help="input side (default: the model's training size)")
     p.add_argument("--kw", action="append", default=[], metavar="KEY=VALUE",
                    help="model option, e.g. --kw shortcut=B --kw num_classes=100")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("train", help="train a model with one of the paper's recipes (or resume a run)")
+    p = _command(sub, "train", "train a model with one of the paper's recipes, or resume a run",
+                 ["resnetlab train --model resnet56 --data ../shared/data/cifar10 --out runs/r56",
+                  "resnetlab train --model resnet20 --data ../shared/data/cifar10 --scale 0.1 --out runs/r20-short",
+                  "resnetlab train --recipe finetune --init resnet56 --data photos/ --image-size 32 --out runs/mine",
+                  "resnetlab train --resume runs/r56"],
+                 "recipes: " + "; ".join(f"{name} ({_recipe_summary(name)})" for name in RECIPES)
+                 + ". Every config key, with its default and meaning: resnetlab train --keys.")
     p.add_argument("--model", help="a registered model name, e.g. resnet56 (default: the recipe's, resnet20)")
-    p.add_argument("--data", help="image-folder root, CIFAR folder/tarball, or cifar10/cifar100 (downloaded)")
-    p.add_argument("--recipe", default="cifar10_paper", help="named preset (default cifar10_paper)")
+    p.add_argument("--data", help="image-folder root, CIFAR folder/tarball, or cifar10/cifar100 (downloaded) "
+                                  "(default: the recipe's)")
+    p.add_argument("--recipe", default="cifar10_paper", choices=list(RECIPES), help="named preset")
     p.add_argument("--init", metavar="NAME_OR_FILE",
-                   help="start from trained weights (fine-tuning): a released weights name, a .safetensors file, or "
-                        "a checkpoint; a new head replaces the old one when the class count differs")
+                   help="start from trained weights (fine-tuning): a released weights name, a model name (its "
+                        "default weights), a .safetensors file, or a checkpoint; a new head replaces the old one "
+                        "when the class count differs")
+    p.add_argument("--image-size", type=int, metavar="SIDE",
+                   help="image folders: resize the shorter side to SIDE and center-crop SIDE x SIDE (photos of "
+                        "mixed sizes need it)")
     where = p.add_mutually_exclusive_group()  # both at once is a usage error (exit 2), never a guess
     where.add_argument("--out", help="run directory (new run)")
     where.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its config is read from it)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="multiply every iteration count of the schedule (milestones, end, intervals) by this")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. --set lr=0.05 --set precision=fp32 --set model.shortcut=B")
+                   help="config override, e.g. --set lr=0.05 --set precision=fp32 --set model.shortcut=B (the keys: "
+                        "resnetlab train --keys)")
+    p.add_argument("--keys", action="store_true", help="print every config key with its default and meaning, and exit")
     p.add_argument("--cache-dir", dest="cache_dir", help="where downloads and decoded data are cached")
     p.add_argument("--skip-bad", dest="skip_bad", action="store_true",
                    help="train without unreadable images (each listed, with the count) instead of stopping")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint: top-1/top-5 error, per-class accuracy, confusion matrix")
+    p = _command(sub, "eval", "evaluate weights on a test set: top-1/top-5 error, per-class accuracy, confusion matrix",
+                 ["resnetlab eval --weights resnet56 --data ../shared/data/cifar10",
+                  "resnetlab eval --checkpoint runs/r56 --protocol 10crop",
+                  "resnetlab eval --checkpoint runs/r56/checkpoint-0032000.pt --data ../shared/data/cifar10"])
     p.add_argument("--checkpoint", "--weights", dest="checkpoint", required=True,
-                   help="a released weights name (`resnetlab weights`), a run's model.safetensors or "
-                        "checkpoint-NNNNNNN.pt, or a weights file from `resnetlab convert`")
+                   help="a released weights name (`resnetlab weights`) or a model name (its default weights), a run "
+                        "folder, a run's model.safetensors or checkpoint-NNNNNNN.pt, or a `resnetlab convert` file")
     p.add_argument("--data", help="data set (default: the one the checkpoint was trained on)")
     p.add_argument("--protocol", choices=["center", "10crop", "multiscale"], default="center",
                    help="test views (Sec. 3.4): center crop, 10-crop, or multi-scale fully convolutional")
     p.add_argument("--workers", type=int, help="decoding processes for streamed folders (default: the run's)")
     p.add_argument("--skip-bad", dest="skip_bad", action="store_true", help="skip (and list) unreadable images")
     p.add_argument("--out", help="folder for confusion.png/json (default: RUN_DIR/eval/<checkpoint>-<protocol>)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_EVAL_BATCH)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_EVAL_BATCH, help="images per forward pass")
+    p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="of the inference path; fp32 by default: bf16 changed 0.76%% of a short-schedule ResNet-56's "
-                        "test predictions (README, Speed)")
-    p.add_argument("--cache-dir", dest="cache_dir")
-    p.add_argument("--no-progress", action="store_true")
+                        "test predictions")
+    p.add_argument("--cache-dir", dest="cache_dir", help="where downloads and decoded data are cached")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="top-5 classes (with probabilities) of image files under a checkpoint")
+    p = _command(sub, "predict", "top classes (with probabilities) of image files, with the weights' own preprocessing",
+                 ["resnetlab predict --weights resnet56 cat.jpg ship.png",
+                  "resnetlab predict --checkpoint runs/mine/model.safetensors --topk 3 --json photos/*.jpg"])
     p.add_argument("--checkpoint", "--weights", dest="checkpoint", required=True,
-                   help="a released weights name, a .safetensors file, a training checkpoint or a `resnetlab "
-                        "convert` weights file")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--protocol", choices=["center", "10crop", "multiscale"], default="center")
-    p.add_argument("--device", default="cpu")
+                   help="a released weights name or a model name (its default weights), a .safetensors file, a "
+                        "training checkpoint or a `resnetlab convert` weights file")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any size: resized as the weights say)")
+    p.add_argument("--topk", type=int, default=5, help="classes to show per image")
+    p.add_argument("--protocol", choices=["center", "10crop", "multiscale"], default="center",
+                   help="test views (Sec. 3.4)")
+    p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="of the inference path (bf16: about 1.7x faster on CPUs with bf16 units; see eval --help)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("convert", help="convert a torchvision or CIFAR-reference checkpoint to a resnetlab file")
+    p = _command(sub, "convert", "convert a torchvision or CIFAR-reference checkpoint to a resnetlab file",
+                 ["resnetlab convert --from torchvision resnet50-0676ba61.pth resnet50.weights",
+                  "resnetlab convert --from cifar-reference resnet56-4bfd9763.th resnet56.weights"],
+                 "cifar-reference is the best-known public CIFAR ResNet reimplementation "
+                 "(akamaster/pytorch_resnet_cifar10): its ResNet-20/32/44/56/110 files.")
     p.add_argument("--from", dest="source", choices=["torchvision", "cifar-reference"], required=True,
-                   help="torchvision: its ImageNet ResNet .pth; cifar-reference: the well-known CIFAR "
-                        "reimplementation's {'state_dict', 'best_prec1'} file")
-    p.add_argument("input", metavar="IN")
-    p.add_argument("output", metavar="OUT")
+                   help="torchvision: its ImageNet ResNet .pth; cifar-reference: the {'state_dict', 'best_prec1'} "
+                        "file of akamaster/pytorch_resnet_cifar10")
+    p.add_argument("input", metavar="IN", help="the checkpoint to convert")
+    p.add_argument("output", metavar="OUT", help="the resnetlab weights file to write")
     p.add_argument("--classes", help="text file of class names, one a line, stored in OUT")
     p.set_defaults(func=cmd_convert)
 
-    from .experiments import BUDGETS, EXPERIMENTS
-
-    p = sub.add_parser("reproduce", help="regenerate one of the paper's figures or tables",
-                       description="\n".join(f"{k}: {v[1]}" for k, v in EXPERIMENTS.items()),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("experiment", choices=list(EXPERIMENTS))
-    p.add_argument("--budget", choices=list(BUDGETS), default="quick",
-                   help="smoke: minutes (CI); quick: < 30 min on 2 CPU cores; medium: hours on 2 CPU cores, committed "
-                        "in runs/medium; paper: the paper's full schedule")
-    p.add_argument("--data", default="cifar10", help="image-folder root, CIFAR folder/tarball, or cifar10")
-    p.add_argument("--out", help="output folder (default results/<experiment>-<budget>)")
-    p.add_argument("--runs-dir", default="runs", help="where the training runs live (shared by experiments)")
-    p.add_argument("--cache-dir", dest="cache_dir")
+    p = _command(sub, "reproduce", "regenerate one of the paper's figures or tables, training the runs it needs",
+                 ["resnetlab reproduce degradation --budget quick --data ../shared/data/cifar10   (make demo)",
+                  "resnetlab reproduce table6 --budget medium --data ../shared/data/cifar10-jpeg --no-train",
+                  "resnetlab reproduce degradation --budget paper --data ../shared/data/cifar10 --only resnet20"],
+                 "experiments:\n" + "\n".join(f"  {k}: {v[1]}" for k, v in EXPERIMENTS.items())
+                 + "\nbudgets:\n" + "\n".join(f"  {b}: {BUDGET_HELP[b]}" for b in BUDGETS)
+                 + "\nRuns are kept under RUNS_DIR/<data>/<budget>/ and reused: a finished run is never trained "
+                   "again, an interrupted one resumes.")
+    p.add_argument("experiment", choices=list(EXPERIMENTS), help="which figure or table")
+    p.add_argument("--budget", choices=list(BUDGETS), default="quick", help="how much of the paper's schedule")
+    p.add_argument("--data", default="cifar10",
+                   help="image-folder root, CIFAR folder/tarball, or cifar10 (the official tarball, downloaded)")
+    p.add_argument("--out", help="output folder (default: results/<data>/<experiment>-<budget>)")
+    p.add_argument("--runs-dir", default=None,
+                   help="where the training runs live (default: ./runs, else the committed runs of the clone "
+                        "resnetlab is installed from)")
+    p.add_argument("--cache-dir", dest="cache_dir", help="where downloads and decoded data are cached")
     p.add_argument("--include", help="extra nets, e.g. plain110,resnet1202")
-    p.add_argument("--seeds", type=int, help="seeds per net (table6, shortcuts)")
+    p.add_argument("--seeds", type=int, help="seeds per net (table6, shortcuts; default: the budget's)")
     p.add_argument("--model", help="the net to compare shortcut options on (shortcuts; default resnet20)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every run (keys: resnetlab train --keys)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--only", metavar="NETS",
                    help="train only these nets (e.g. resnet20,plain20); the others are used if already finished")
     p.add_argument("--no-train", action="store_true",
                    help="render from the finished runs only (e.g. the committed ones); list the runs still missing")
     p.set_defaults(func=cmd_reproduce)
     return parser
+
+
+BUDGET_HELP = {
+    "smoke": "a handful of iterations per net (the tests)",
+    "quick": "2,400 iterations per net: the demo's four nets in under 30 minutes on 2 CPU cores",
+    "medium": "6,400 iterations per net (a tenth of the paper's schedule): hours on 2 CPU cores",
+    "paper": "the paper's full schedule, 64,000 iterations on all 50k images: about 2 h (ResNet-20) to 5 h "
+             "(ResNet-56) per net on 2 CPU cores",
+}
+
+
+def _recipe_summary(name: str) -> str:
+    from .train.config import RECIPE_NOTES
+
+    return RECIPE_NOTES[name]
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:

@@ -39,6 +39,13 @@ def export_model(model: nn.Module, fmt: Format, out: str | Path, input_size: int
     The file appears only when complete (temp file, then rename); a failed export leaves an older file untouched.
     """
     out = Path(out)
+    if fmt == "onnx":  # before any work: torch's ONNX exporter needs these packages
+        import importlib.util
+
+        missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ResNetLabError(f"ONNX export needs {' and '.join(missing)}: pip install 'resnetlab[export]' (or "
+                                 "export a torch.export program with --format pt2)")
     tmp = _atomic_target(out)
     try:
         if fmt == "pt2":

@@ -217,6 +217,37 @@ class LoadedModel:
         return int(self.model.get_classifier().out_features)  # type: ignore[operator, union-attr]
 
 
+def resolve_source(spec: str | Path) -> str | Path:
+    """What a user's ``--weights``/``--checkpoint`` names, as a file or a released weights name.
+
+    A run folder stands for its final ``model.safetensors`` (or, unfinished, its newest checkpoint); a model name
+    (``resnet56``) or ``MODEL.DEFAULT`` for the model's default weights (what ``pretrained=True`` loads). Anything
+    else is returned as given."""
+    from .models import list_models
+
+    text = str(spec)
+    path = Path(text)
+    if path.is_dir():
+        from .train.checkpoint import list_checkpoints
+
+        if (path / "model.safetensors").is_file():
+            return path / "model.safetensors"
+        found = list_checkpoints(path)
+        if not found:
+            raise ResNetLabError(f"{path} is a folder without a finished run's model.safetensors or a checkpoint: "
+                                 "pass a run folder, a weights file or a released weights name")
+        return found[-1][1]
+    if path.exists():
+        return spec
+    if text == "DEFAULT":
+        raise ResNetLabError("DEFAULT needs a model: pass the model's name (e.g. --weights resnet56) for its default "
+                             "weights, or MODEL.DEFAULT")
+    model = text.removesuffix(".DEFAULT")
+    if model in list_models():
+        return weights_entry("DEFAULT", model).name
+    return spec
+
+
 def _released_source(spec: str | Path) -> bool:
     """A released weights name (``resnet56.cifar10jpeg_medium``) or a resnetlab ``.safetensors`` file."""
     text = str(spec)
@@ -226,6 +257,7 @@ def _released_source(spec: str | Path) -> bool:
 def model_file_kind(path: str | Path) -> str | None:
     """"checkpoint" (resnetlab training), "weights" (``resnetlab convert``), "released" (a weights name or a
     ``.safetensors`` file), or None (a bare state dict, ...)."""
+    path = resolve_source(path)
     if _released_source(path):
         return "released"
     obj = _read(Path(path))
@@ -235,7 +267,9 @@ def model_file_kind(path: str | Path) -> str | None:
 
 def load_model_file(path: str | Path) -> LoadedModel:
     """A resnetlab training checkpoint (``checkpoint-NNNNNNN.pt``; its checksum verified when present) or a weights
-    file written by ``resnetlab convert``; anything else is refused with a hint."""
+    file written by ``resnetlab convert``; anything else is refused with a hint. A run folder, a model name and
+    ``MODEL.DEFAULT`` are resolved first (:func:`resolve_source`)."""
+    path = resolve_source(path)
     if _released_source(path):
         return _load_released(str(path))
     path = Path(path)

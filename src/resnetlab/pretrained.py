@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from .errors import ResNetLabError
 from .models import create_model as _create_model
@@ -79,10 +79,33 @@ class Weights:
     def transforms(self, base_url: str | None = None) -> ImagePreprocess:
         """The preprocessing these weights were trained with (the training images' per-pixel mean travels in the
         file): uint8 images, or floats in [0, 1], in; the model's input out."""
-        wf = self.load(base_url, progress=False)
-        crop = int(wf.meta["input_size"])
-        resize = round(crop * 256 / 224) if wf.meta.get("loader") == "stream" else crop  # Sec. 3.4's test view
-        return ImagePreprocess(wf.mean, wf.std, crop, resize)
+        return _preprocess(self.load(base_url, progress=False))
+
+    @property
+    def classes(self) -> list[str]:
+        """The class names, in the order of the model's outputs."""
+        return list(self.meta["dataset"]["classes"])
+
+
+def _preprocess(wf: WeightsFile) -> ImagePreprocess:
+    """The preprocessing a weights file was trained with: its mean (and std), its input size, its test view."""
+    crop = int(wf.meta["input_size"])
+    resize = round(crop * 256 / 224) if wf.meta.get("loader") == "stream" else crop  # Sec. 3.4's test view
+    return ImagePreprocess(wf.mean, wf.std, crop, resize)
+
+
+class Preprocessing:
+    """What a model built with weights carries as ``model.preprocess``: images in, the model's input out. A plain
+    object around the :class:`ImagePreprocess` module, so it is not part of the model's state dict or exports."""
+
+    def __init__(self, transform: ImagePreprocess) -> None:
+        self.transform = transform
+
+    def __call__(self, images: Any) -> Tensor:
+        return self.transform(images)
+
+    def __repr__(self) -> str:
+        return f"Preprocessing({self.transform!r})"
 
 
 def get_weights(name: str, model: str | None = None) -> Weights:
@@ -196,6 +219,9 @@ def load_pretrained(weights: str | os.PathLike[str] | Weights, model: str | None
         raise ResNetLabError(f"{source} holds a {name}, not a {model}: create_model({name!r}, weights=...)")
     net = _create_model(name, **wf.meta.get("model_kwargs", {}))
     load_state_dict(net, wf.state_dict, source=source)
+    # the preprocessing and class names travel with the model: model(model.preprocess(images)), model.classes[i]
+    net.preprocess = Preprocessing(_preprocess(wf))
+    net.classes = list(wf.meta["classes"])
     return net.eval(), wf
 
 

@@ -124,7 +124,8 @@ def split_train_val(labels: torch.Tensor | int, val_size: int, seed: int) -> tup
     """
     n = labels if isinstance(labels, int) else int(labels.shape[0])
     if not 0 <= val_size < n:
-        raise DataError(f"validation size must be in [0, {n}) for {n} training images, got {val_size}")
+        raise DataError(f"val_size is {val_size}, but the data has {n} training images: hold out fewer (--set "
+                        f"val_size=N with 0 <= N < {n}; 0 trains on every image)")
     g = torch.Generator().manual_seed(int(seed))
     in_val = torch.zeros(n, dtype=torch.bool)
     if isinstance(labels, int):

@@ -261,7 +261,8 @@ def _decode_all(
                 i, (w, h) = chunk.mismatched[0]
                 raise DataError(
                     f"{paths[i]} is {w}x{h} but {paths[first]} is {hw[1]}x{hw[0]}: all images must have the "
-                    "same size; pass an image size to resize the shorter side and center-crop every image"
+                    "same size: resize the shorter side and center-crop every image as it loads, with --image-size "
+                    "SIDE (resnetlab train) or size=SIDE (load_dataset)"
                 )
             images[chunk.start : chunk.start + len(chunk.images)] = chunk.images
             bad.extend(chunk.bad)

@@ -95,7 +95,8 @@ class BatchLoader:
         self.rank, self.world_size = rank, world_size
         if len(self) == 0 and x.shape[0] > 0:
             raise DataError(
-                f"{x.shape[0]} images make no full batch of {batch_size}; use a smaller batch size or drop_last=False"
+                f"{x.shape[0]} training images make no full batch of {batch_size}: lower the batch size to at most "
+                f"{x.shape[0]} (--set batch_size=N; with several processes it is split between them)"
             )
 
     def __len__(self) -> int:

@@ -25,8 +25,18 @@ EXPERIMENTS: dict[str, tuple[Callable[..., Path], str]] = {
 }
 
 
+def default_runs_dir() -> Path:
+    """``./runs`` where it exists, else the runs committed in the clone resnetlab is installed from (so a command run
+    from another folder still finds them), else ``./runs``."""
+    from ..pretrained import REPO_ROOT
+
+    here = Path("runs")
+    clone = REPO_ROOT / "runs"
+    return here if here.is_dir() or not clone.is_dir() else clone
+
+
 def reproduce(name: str, budget: str = "smoke", data: str = "cifar10", out: str | Path | None = None,
-              runs_dir: str | Path = "runs", cache_dir: str | None = None, overrides: Sequence[str] = (),
+              runs_dir: str | Path | None = None, cache_dir: str | None = None, overrides: Sequence[str] = (),
               progress: bool = True, argv: Sequence[str] | None = None, train: bool = True,
               only: Sequence[str] = (), **options: Any) -> Path:
     """Run experiment ``name`` and return its output folder (default ``results/<data name>/<name>-<budget>``, the data
@@ -38,7 +48,8 @@ def reproduce(name: str, budget: str = "smoke", data: str = "cifar10", out: str 
     """
     if name not in EXPERIMENTS:
         raise ResNetLabError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
-    ctx = Context(name, get_budget(budget), str(data), Path(out) if out else None, Path(runs_dir), cache_dir,
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    ctx = Context(name, get_budget(budget), str(data), Path(out) if out else None, runs_dir, cache_dir,
                   list(overrides), progress,
                   argv, train_missing=train, only=tuple(only))
     return EXPERIMENTS[name][0](ctx, **options)

@@ -10,6 +10,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+from ..figures import save_figure
 from ..models import specs
 from ..train.metrics import read_metrics, series
 from .runner import Context, RunRecord, RunSpec, fmt, judge, verdict, write_results
@@ -39,7 +40,6 @@ def plot(records: list[RunRecord], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..data.cache import atomic_write
 
     panels = [("plain", [r for r in records if r.model.startswith("plain")]),
               ("ResNet", [r for r in records if r.model.startswith("resnet")])]
@@ -76,11 +76,36 @@ def plot(records: list[RunRecord], out: Path) -> Path:
     axes[0][0].set_ylim(0, 100)
     if tail:
         axes[1][0].set_ylim(max(0.0, min(tail) - 1), max(tail) + 1)
-    fig.tight_layout()
-    path = out / "degradation.png"
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "degradation.png")
+
+
+def plot_fig1(records: list[RunRecord], out: Path) -> Path | None:
+    """The paper's Fig. 1: plain-20 against plain-56, training error (left) and test error (right) against
+    iterations in units of 1e4, as the paper draws it; None unless both runs are finished."""
+    by_model = {r.model: r for r in records}
+    if not {"plain20", "plain56"} <= set(by_model):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for col, (kind, key, what) in enumerate((("train", "train_error", "training error (%)"),
+                                             ("eval", "test_error", "test error (%)"))):
+        ends = []
+        for model, colour in (("plain56", "C3"), ("plain20", "C0")):
+            xs, ys = series(read_metrics(Path(by_model[model].run_dir) / "metrics.jsonl"), kind, key)
+            axes[col].plot([x / 1e4 for x in xs], ys, color=colour, linewidth=1.2, label=f"{_depth(model)}-layer")
+            ends += ys[-1:]
+        axes[col].set_xlabel("iter. (1e4)")
+        axes[col].set_ylabel(what)
+        axes[col].set_ylim(0, max([20.0, *(1.15 * e for e in ends)]))  # the paper's 0-20%, unless a run ends above
+        axes[col].grid(alpha=0.3)
+        axes[col].legend(fontsize=8)
+    fig.suptitle("Fig. 1: the deeper plain net has higher training error, and thus higher test error", fontsize=10)
+    return save_figure(fig, out / "fig1.png")
 
 
 def _depth(name: str) -> int:
@@ -140,6 +165,7 @@ def finding_lines(found: list[dict[str, Any]]) -> list[str]:
 def run(ctx: Context, include: tuple[str, ...] = ()) -> Path:
     records = ctx.train([RunSpec(name) for name in nets(ctx.budget.name, include)])
     fig = plot(records, ctx.out)
+    fig1 = plot_fig1(records, ctx.out)
     by_model = {r.model: r for r in records}
     lines = ["| net | params | training error (%) | test error (%) | paper test error (%) |",
              "|---|---:|---:|---:|---:|"]
@@ -171,5 +197,5 @@ def run(ctx: Context, include: tuple[str, ...] = ()) -> Path:
         lines += ["", medium]
         print(medium, flush=True)
     write_results(ctx, "Degradation of plain nets and its cure (Fig. 1, Fig. 6)", "\n".join(lines), records,
-                  {"findings": found}, [fig])
+                  {"findings": found}, [fig, *([fig1] if fig1 else [])])
     return ctx.out

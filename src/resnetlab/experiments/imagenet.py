@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from ..data.cache import atomic_write
 from ..errors import ResNetLabError
+from ..figures import save_figure
 from ..models import specs
 from ..train.metrics import read_metrics, series
 from .runner import Budget, Context, RunRecord, RunSpec, fmt, write_results
@@ -139,11 +140,7 @@ def plot(panels: list[tuple[str, list[RunRecord]]], out: Path, name: str) -> Pat
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("top-1 error (%)")
     axes[0][0].set_ylim(0, 100)
-    fig.tight_layout()
-    path = out / name
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / name)
 
 
 def _table(ctx: ImageNetContext, run_specs: list[RunSpec], records: list[RunRecord]) -> tuple[list[str], list[dict]]:

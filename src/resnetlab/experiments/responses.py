@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import normalize
-from ..data.cache import atomic_write
+from ..figures import save_figure
 from ..models.responses import record_responses
 from .runner import Context, RunRecord, RunSpec, fmt, judge, judged_lines, run_model, write_results
 
@@ -51,11 +51,7 @@ def plot(curves: dict[str, list[float]], out: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     top.set_title("std of 3x3 layer responses (BN output, before ReLU/addition), CIFAR-10 test set", fontsize=10)
-    fig.tight_layout()
-    path = out / "responses.png"
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "responses.png")
 
 
 def orderings(mean_std: dict[str, float], noise: float | None = None) -> list[dict]:

@@ -13,6 +13,7 @@ without its checkpoints.
 from __future__ import annotations
 
 import datetime
+import difflib
 import hashlib
 import json
 import os
@@ -167,11 +168,35 @@ class Context:
         return self._bundle
 
     def train(self, specs: Sequence[RunSpec]) -> list[RunRecord]:
-        """Train (or reuse, or resume) every run; one line per run says which."""
+        """Train (or reuse, or resume) every run; one line per run says which. Before any training: a net in
+        ``--only`` that the experiment does not have is an error, and what will be trained is said with its cost;
+        with ``--no-train``, finding no finished run at all is an error that says where it looked."""
+        labels = list(dict.fromkeys(spec.label for spec in specs))
+        for name in self.only:
+            if name not in labels:
+                close = difflib.get_close_matches(name, labels, n=3, cutoff=0.5)
+                hint = f"did you mean {', '.join(close)}? " if close else ""
+                raise ResNetLabError(f"--only {name}: {self.experiment} has no such net; {hint}its nets: "
+                                     f"{', '.join(labels)}")
+        plan = [(spec, self.config(spec), self.run_dir(spec)) for spec in specs]
+        done = {run_dir for _, cfg, run_dir in plan if finished_run(run_dir, cfg) is not None}
+        to_train = [(spec, cfg) for spec, cfg, run_dir in plan if run_dir not in done and self.train_missing
+                    and (not self.only or spec.label in self.only)]
+        where = self.runs_dir / self.data_name / self.budget.name
+        if not done and not to_train:
+            hours = sum(estimated_seconds(cfg) for _, cfg, _ in plan) / 3600
+            raise ResNetLabError(
+                f"no finished run of {self.experiment} at the {self.budget.name} budget on {self.data_title} was "
+                f"found in {where} (resolved: {where.resolve()}); nothing is written. Run from the folder that holds "
+                f"runs/ (a clone), pass --runs-dir, or drop --no-train to train its {len(plan)} runs (about "
+                f"{hours:.1f} h on 2 CPU cores)")
+        if to_train:
+            hours = sum(estimated_seconds(cfg) for _, cfg in to_train) / 3600
+            print(f"{len(done)} of {len(plan)} runs are finished in {where}; training {len(to_train)}: "
+                  f"{', '.join(spec.label + f' seed {spec.seed}' for spec, _ in to_train)} (about {hours:.1f} h on "
+                  "2 CPU cores; far less on a GPU)", flush=True)
         records = []
-        for i, spec in enumerate(specs, 1):
-            cfg = self.config(spec)
-            run_dir = self.run_dir(spec)
+        for i, (spec, cfg, run_dir) in enumerate(plan, 1):
             result = finished_run(run_dir, cfg)
             trains = self.train_missing and (not self.only or spec.label in self.only)
             status = "finished, reused" if result else "training" if trains else "not trained, left out"
@@ -194,6 +219,23 @@ class Context:
 # evaluations' precision (the weights are the same). The training precision is not among them here: a bf16 run is
 # not reused for an fp32 table.
 _NOT_HASHED = RESUMABLE_CHANGES - {"precision", "data"}
+
+
+# Forward multiply-adds per second while training (bf16, 2 CPU cores of this project's machines): ResNet-20 trains at
+# about 1,250 img/s (40.6M multiply-adds an image) and ResNet-56 at about 480 (125.5M), README's training table.
+TRAIN_MACS_PER_S = 5.5e10
+
+
+def estimated_seconds(cfg: TrainConfig) -> float:
+    """A rough time to train ``cfg`` on 2 CPU cores, from its multiply-adds (CIFAR-sized inputs), evaluation
+    included (about 6% of a run)."""
+    from ..models.complexity import complexity
+
+    try:
+        macs = complexity(cfg.model, **cfg.model_kwargs).macs
+    except (ResNetLabError, TypeError, ValueError):
+        return 0.0
+    return 1.06 * cfg.max_iters * cfg.batch_size * macs / TRAIN_MACS_PER_S
 
 
 def data_identity(data: DataBundle | StreamData) -> str:

@@ -131,7 +131,10 @@ def register_weights(entry: WeightsEntry) -> WeightsEntry:
 
 
 def list_weights(model: str | None = None) -> list[str]:
-    """Released weights names, optionally of one model; the first of a model is its default (``pretrained=True``)."""
+    """Released weights names, optionally of one model; the first of a model is its default (``pretrained=True``).
+    An unknown model is an error with the close names (a registered model with no weights gives ``[]``)."""
+    if model is not None:
+        model_info(model)
     return [n for n, e in _WEIGHTS.items() if model is None or e.model == model]
 
 

@@ -186,5 +186,14 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         if self.fd is not None:
+            # A run that never started (it failed before writing anything) leaves no folder behind, so nothing
+            # stands in the way of the next attempt; a run with files keeps its lock file (unlinking a lock that
+            # another process may be opening would let two processes hold "the" lock).
+            started = any(p.name != ".lock" for p in self.path.parent.iterdir())
+            if not started:
+                self.path.unlink(missing_ok=True)
             os.close(self.fd)  # closing releases the flock
             self.fd = None
+            if not started:
+                with contextlib.suppress(OSError):
+                    self.path.parent.rmdir()

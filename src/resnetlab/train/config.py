@@ -29,31 +29,31 @@ class TrainConfig:
     """Everything that determines a training run. Iteration counts are *iterations*, not epochs (Sec. 4.2)."""
 
     # what to train, on what
-    model: str = "resnet20"
+    model: str = "resnet20"  # the network (`resnetlab models` lists them)
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"shortcut": "B"}; --set model.shortcut=B
     init: str | None = None  # start from these weights (a released name or a file); a new head if the classes differ
     data: str = "cifar10"  # image-folder root, official CIFAR folder/tarball, or "cifar10"/"cifar100"
-    cache_dir: str | None = None
+    cache_dir: str | None = None  # downloads, extracted archives and decoded image caches (None: ~/.cache/resnetlab)
     val_size: int = 5000  # the paper's 45k/5k split (Sec. 4.2); 0 trains on all 50k
     split_seed: int = 0  # the split is fixed across training seeds: the same 5k images are always held out
     normalize: Literal["pixel", "channel"] = "pixel"  # per-pixel mean subtraction (Sec. 4.2) or mean/std
     pad: int = 4  # augmentation: pad 4, random 32x32 crop, random flip (Sec. 4.2)
-    flip: bool = True
+    flip: bool = True  # random horizontal flips (Sec. 4.2)
 
     # optimisation (Sec. 4.2): SGD, momentum 0.9, weight decay 1e-4, batch 128
-    batch_size: int = 128  # global batch (over all processes)
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    nesterov: bool = False
+    batch_size: int = 128  # global batch, over all processes (Sec. 4.2: 128)
+    lr: float = 0.1  # the base learning rate (Sec. 4.2: 0.1)
+    momentum: float = 0.9  # SGD momentum (Sec. 4.2)
+    weight_decay: float = 1e-4  # L2 weight decay (Sec. 4.2)
+    nesterov: bool = False  # Nesterov momentum (not in the paper)
     milestones: tuple[int, ...] = (32_000, 48_000)  # lr divided by lr_decay^-1 at each
-    lr_decay: float = 0.1
-    max_iters: int = 64_000
+    lr_decay: float = 0.1  # the factor applied at each milestone (Sec. 4.2: divided by 10)
+    max_iters: int = 64_000  # training iterations (Sec. 4.2: 64k)
     # ResNet-110/1202: lr 0.01 until the training error is below 80% (about 400 iterations), then back to 0.1
     warmup: WarmupMode = "auto"  # auto: on for CIFAR depth >= 110, as the paper does
-    warmup_lr: float = 0.01
+    warmup_lr: float = 0.01  # the lr during that warm-up
     warmup_until_error: float = 80.0  # percent, averaged over the last warmup_window iterations
-    warmup_window: int = 20
+    warmup_window: int = 20  # iterations the warm-up averages the training error over
     # Linear warm-up from lr/warmup_iters to lr over the first warmup_iters iterations (0: none; not in the paper,
     # for short budgets where deeper nets start slowly at lr 0.1), multiplying the schedule's shape
     warmup_iters: int = 0
@@ -67,7 +67,7 @@ class TrainConfig:
     # CIFAR budgets may decay smoothly instead (not in the paper; experiments/runner.py says which and why):
     # "cosine": base_lr * (1 + cos(pi * t / max_iters)) / 2; "linear": base_lr * (1 - t / max_iters).
     lr_schedule: Literal["step", "plateau", "cosine", "linear"] = "step"
-    plateau_patience: int = 5
+    plateau_patience: int = 5  # plateau schedule: evaluations without improvement before the lr drops
     plateau_threshold: float = 0.1  # percentage points of validation top-1 error
 
     # streaming image folders (loader="stream"): ImageNet-scale trees decoded on the fly by DataLoader workers
@@ -78,14 +78,17 @@ class TrainConfig:
     lighting: float = 0.1  # stream: std of AlexNet's PCA colour noise ("standard color augmentation"); 0 = off
     mean_images: int = 10_000  # stream: training images sampled for the mean image / channel statistics
     skip_bad: bool = False  # skip unreadable images (each reported by path) instead of stopping
+    # image folders in memory: resize the shorter side to this and center-crop a square (None: images must share a
+    # size, as CIFAR's do); photos of mixed sizes need it (--image-size)
+    image_size: int | None = None
 
     # bookkeeping
-    seed: int = 0
+    seed: int = 0  # the training seed: initialisation, batch order and augmentation
     eval_interval: int = 1000  # evaluate on val and test, and checkpoint, every this many iterations
     log_interval: int = 100  # training loss/error rows in metrics.jsonl
     keep_checkpoints: int = 2  # newest checkpoints kept (older ones deleted); the final one is always kept
     eval_test: bool = True  # also evaluate the test set (reported, never used to choose anything)
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 1000  # images per forward pass when evaluating
     tensorboard: bool = False  # also write RUN_DIR/tensorboard/ events (pip install resnetlab[tensorboard])
 
     # how
@@ -96,7 +99,7 @@ class TrainConfig:
     # The recorded validation/test errors are the fp32 model's: bf16 inference changed 0.76% of the quick ResNet-56's
     # test predictions (README, Speed), and evaluating costs about 1% of a CIFAR run.
     eval_precision: Precision = "fp32"
-    channels_last: bool = True
+    channels_last: bool = True  # NHWC memory layout (faster convolutions on CPUs and GPUs; same results)
     # in-memory data (CIFAR) kept on the training device, augmented there; auto: on CUDA only (same batches)
     data_on_device: Literal["auto", "on", "off"] = "auto"
     compile: bool = False  # model.compile(): keeps state-dict keys free of "_orig_mod."
@@ -152,6 +155,19 @@ RECIPES: dict[str, dict[str, Any]] = {
     # The fixed-milestone variant: /10 after 30 and 60 epochs of ImageNet at batch 256, in iterations.
     "imagenet_paper_steps": {**_IMAGENET, "lr_schedule": "step",
                              "milestones": (30 * IMAGENET_EPOCH_ITERS, 60 * IMAGENET_EPOCH_ITERS)},
+    # Not in the paper: fine-tuning trained weights (--init, a new head where the classes differ) on one's own
+    # images. A tenth of the paper's lr, decayed along a cosine over 2,000 iterations of batch 64; no validation split
+    # (a small folder has few images to spare; its test/ or val/ tree is scored every 500 iterations).
+    "finetune": {"lr": 0.01, "lr_schedule": "cosine", "milestones": (), "max_iters": 2_000, "batch_size": 64,
+                 "val_size": 0, "eval_interval": 500, "log_interval": 50},
+}
+# One line per recipe, for `resnetlab train --help` and the docs.
+RECIPE_NOTES: dict[str, str] = {
+    "cifar10_paper": "CIFAR-10, Sec. 4.2: 64k iterations, lr 0.1 /10 at 32k and 48k, batch 128, BN over 64",
+    "cifar100_paper": "the same recipe on CIFAR-100",
+    "imagenet_paper": "ImageNet, Sec. 3.4: batch 256, lr 0.1 /10 when the validation error plateaus, 60e4 iterations",
+    "imagenet_paper_steps": "ImageNet with lr /10 after epochs 30 and 60",
+    "finetune": "fine-tune --init weights on your images: 2,000 iterations, lr 0.01 cosine, batch 64, no val split",
 }
 
 _SCALED = ("milestones", "max_iters", "eval_interval", "log_interval", "warmup_iters")
@@ -311,4 +327,52 @@ def resolve_config(recipe: str, overrides: list[str] | dict[str, Any] | None = N
                    scale: float = 1.0) -> TrainConfig:
     """The config of a run: the recipe, ``scale`` on its iteration counts, then the overrides (taken as given:
     ``--scale 0.1 --set eval_interval=50`` evaluates every 50 iterations)."""
-    return apply_overrides(apply_scale(recipe_config(recipe), scale), overrides or [])
+    cfg = apply_overrides(apply_scale(recipe_config(recipe), scale), overrides or [])
+    if recipe == "finetune" and not cfg.init:
+        raise ConfigError("the finetune recipe starts from trained weights: pass --init NAME (a released weights "
+                          "name such as resnet56, or a .safetensors file)")
+    return cfg
+
+
+def check_model(cfg: TrainConfig) -> None:
+    """Build the model on the meta device (no memory, no compute): an unknown name or a bad model option is a
+    ConfigError naming the key to change, before any data loads."""
+    import torch
+
+    from ..models import create_model
+
+    try:
+        with torch.device("meta"):
+            create_model(cfg.model, **cfg.model_kwargs)
+    except ResNetLabError as exc:
+        raise ConfigError(f"model={cfg.model!r}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        keys = ", ".join(f"model.{k}={v}" for k, v in cfg.model_kwargs.items()) or "the model options"
+        raise ConfigError(f"{keys} does not fit {cfg.model}: {exc} (change it with --set model.KEY=VALUE)") from None
+
+
+def config_keys() -> list[tuple[str, str, str]]:
+    """Every config key as ``(name, default, meaning)``, the meaning read from the comments beside (or above) the
+    field in :class:`TrainConfig`'s source, so the listing cannot drift from the code."""
+    import inspect
+
+    defaults = TrainConfig().to_dict()
+    notes: dict[str, str] = {}
+    above: list[str] = []
+    after_blank = False
+    for line in inspect.getsource(TrainConfig).splitlines():
+        text = line.strip()
+        if not text:
+            above, after_blank = [], True
+            continue
+        if text.startswith("#"):
+            if not after_blank:  # a comment right after a blank line heads a section: it describes no one key
+                above.append(text.lstrip("# "))
+            continue
+        after_blank = False
+        name = text.split(":", 1)[0]
+        if name in defaults and ":" in text:
+            beside = text.split("  # ", 1)[1] if "  # " in text else ""
+            notes[name] = " ".join([*above, beside]).strip()
+        above = []
+    return [(k, json.dumps(v), notes.get(k, "")) for k, v in defaults.items() if k not in ("recipe", "scale")]

@@ -37,7 +37,7 @@ from ..errors import ResNetLabError
 from ..runtime import tune_allocator
 from ..safeweights import save_weights
 from . import checkpoint as ckpt
-from .config import ConfigError, TrainConfig, evaluates_at, validate
+from .config import ConfigError, TrainConfig, check_model, evaluates_at, validate
 from .device import resolve_precision, select_device, set_threads
 from .distributed import DistInfo, barrier, cleanup, init_distributed
 from .metrics import MetricsLog, MetricsSink, plot_curves, read_metrics
@@ -80,7 +80,8 @@ def load_data(cfg: TrainConfig, info: DistInfo | None = None, progress: bool = T
                                normalize=cfg.normalize, scale_range=cfg.scale_range, flip=cfg.flip,
                                lighting=cfg.lighting, mean_images=cfg.mean_images, skip_bad=cfg.skip_bad,
                                workers=cfg.workers, cache_dir=cache, progress=progress and info.is_main)
-        arrays = load_dataset(cfg.data, cache_dir=cache, skip_bad=cfg.skip_bad, progress=progress and info.is_main)
+        arrays = load_dataset(cfg.data, cache_dir=cache, skip_bad=cfg.skip_bad, size=cfg.image_size,
+                              progress=progress and info.is_main)
     finally:
         if info.rank == 0:
             barrier(info)
@@ -157,6 +158,7 @@ def fit(cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool | str = Fa
             raise ResNetLabError(f"cannot resume: {run_dir} holds no run (no config.json)")
     if cfg is None:
         raise ResNetLabError("no config given and nothing to resume")
+    check_model(cfg)  # a bad model name or option fails here, before any data loads
     if not resume and has_run(run_dir):
         raise ResNetLabError(f"{run_dir} already holds a run; continue it with `resnetlab train --resume {run_dir}` "
                              "or choose another --out (nothing was overwritten)")

@@ -16,7 +16,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..errors import ResNetLabError
-from ..models import list_weights, weights_entry
+from ..models import list_models, list_weights, weights_entry
 from ..models.weights import IncompatibleWeightsError, load_state_dict, read_state_dict, strip_prefixes
 from .config import TrainConfig
 
@@ -25,6 +25,8 @@ def read_init(source: str) -> tuple[dict[str, Tensor], str | None, dict[str, Any
     """The state dict of ``source`` (a released weights name, a ``.safetensors`` file, a resnetlab checkpoint or
     weights file, a bare state dict), and the model and options it was trained as where the file says."""
     path = Path(source)
+    if not path.exists() and source.removesuffix(".DEFAULT") in list_models():  # a model's default weights
+        source = weights_entry("DEFAULT", source.removesuffix(".DEFAULT")).name
     if not path.exists() and source in list_weights():
         from ..pretrained import load_entry
 

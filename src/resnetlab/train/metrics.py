@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..data.cache import atomic_write
+from ..figures import save_figure
 
 
 class MetricsSink(Protocol):
@@ -113,7 +114,4 @@ def plot_curves(runs: dict[str, list[dict[str, Any]]], out: Path, title: str = "
     name = "test" if test_key == "test_error" else "validation"
     ax.set_title(title or f"dashed: training error, bold: {name} error")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=120))
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

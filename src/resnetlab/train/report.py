@@ -14,6 +14,7 @@ from ..data.cache import atomic_write
 from ..data.datasets import content_digest
 from ..data.known import known_data
 from ..errors import ResNetLabError
+from ..figures import save_figure
 from .device import resolve_precision, select_device
 from .evaluate import evaluate
 
@@ -42,10 +43,7 @@ def plot_confusion(confusion: Tensor, classes: list[str], out: Path, title: str)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=120))
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str | Path | None = None, *,
