@@ -33,7 +33,7 @@ from pathlib import Path
 import torch.nn.functional as torch_functional
 
 from resnetlab import cli
-from resnetlab.data import cache as cache_mod
+from resnetlab import io as io_mod
 from resnetlab.train import checkpoint as ckpt_mod
 from resnetlab.train import engine as engine_mod
 from resnetlab.train import metrics as metrics_mod
@@ -66,10 +66,13 @@ def point(name: str, detail: object = "") -> None:
             time.sleep(0.01)
 
 
-_real_atomic_write = cache_mod.atomic_write
+_real_atomic_write = io_mod.atomic_write
 
 
-def _hooked_atomic_write(path: Path, write) -> None:  # the checkpoint module's writer
+def _hooked_atomic_write(path: Path, write) -> None:  # the io module's writer, as checkpoints use it
+    if not path.name.startswith("checkpoint-"):
+        _real_atomic_write(path, write)
+        return
     kind = "ckpt-sha" if path.name.endswith(".sha256") else "ckpt-data"
 
     def halves(f) -> None:
@@ -128,7 +131,8 @@ def _tracking_train_step(self, images, labels):
 
 
 def install() -> None:
-    ckpt_mod.atomic_write = _hooked_atomic_write
+    ckpt_mod.atomic_write = _hooked_atomic_write  # a checkpoint's bytes
+    io_mod.atomic_write = _hooked_atomic_write  # its .sha256 (io.write_checksum)
     metrics_mod.MetricsLog.append = _hooked_append
     engine_mod.Trainer.train_step = _hooked_train_step
     if INF_AT:

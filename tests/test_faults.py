@@ -26,9 +26,9 @@ import pytest
 import torch
 from PIL import Image
 
+from resnetlab import io as io_mod
 from resnetlab.cli import main
 from resnetlab.data import BatchLoader, DataError, DataWarning, SplitArrays, make_bundle
-from resnetlab.data import cache as cache_mod
 from resnetlab.models import create_model
 from resnetlab.models import resnet as resnet_mod
 from resnetlab.train import CheckpointError, evaluate, fit, load_checkpoint, read_metrics, save_checkpoint
@@ -290,9 +290,10 @@ def test_disk_full_inside_a_checkpoint_write_keeps_the_previous_one_and_resumes(
             raise _no_space()
         real_fsync(fd)
 
-    monkeypatch.setattr(ckpt_mod, "atomic_write", full_disk_write)
+    monkeypatch.setattr(ckpt_mod, "atomic_write", full_disk_write)  # a checkpoint's bytes
+    monkeypatch.setattr(io_mod, "atomic_write", full_disk_write)  # its .sha256, written by io.write_checksum
     if where == "fsync":
-        monkeypatch.setattr(cache_mod.os, "fsync", full_disk_fsync)
+        monkeypatch.setattr(io_mod.os, "fsync", full_disk_fsync)
     with pytest.raises(CheckpointError, match=r"checkpoint-0000008\.pt: the disk is full.*--resume") as err:
         fit(_tiny_cfg(), run, data=tiny_bundle(), progress=False)
     assert "\n" not in str(err.value)

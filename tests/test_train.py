@@ -13,6 +13,7 @@ import torch
 
 from png_utils import assert_confusion_figure, assert_figure
 from resnetlab.cli import main
+from resnetlab.io import checksum_path
 from resnetlab.train import (
     CheckpointError,
     ConfigError,
@@ -27,7 +28,7 @@ from resnetlab.train import (
     step_lr,
 )
 from resnetlab.train import engine as engine_mod
-from resnetlab.train.checkpoint import checksum_path, list_checkpoints
+from resnetlab.train.checkpoint import list_checkpoints
 from resnetlab.train.schedule import warmup_wanted
 from train_utils import free_port, tiny_bundle, tiny_config, write_image_folder
 

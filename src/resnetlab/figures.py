@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .data.cache import atomic_write
+from .io import atomic_write
 
 DPI = 120  # every figure's resolution: the tests measure figures in these pixels
 

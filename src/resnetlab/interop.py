@@ -26,9 +26,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .data.cache import atomic_write
 from .data.views import ViewSpec
 from .errors import ResNetLabError
+from .io import atomic_write
 from .models import create_model, list_weights, specs, weights_entry
 from .models.weights import load_state_dict, strip_prefixes
 

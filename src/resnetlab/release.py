@@ -14,9 +14,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .data.cache import atomic_write
 from .data.known import known_data
 from .errors import ResNetLabError
+from .io import atomic_write
 from .models import RELEASED, WeightsEntry, list_models, list_weights, weights_entry
 from .models.complexity import complexity
 from .pretrained import REPO_ROOT

@@ -16,7 +16,6 @@ beside it (``.sha256``) and in the run's ``summary.json``, and checked on every 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .data.cache import atomic_write
 from .errors import ResNetLabError
+from .io import atomic_write, read_checksum, sha256_hex, write_checksum
 
 __all__ = ["FORMAT", "WeightsFile", "WeightsFileError", "load_model", "load_weights", "save_weights", "weights_bytes"]
 
@@ -70,18 +69,14 @@ def save_weights(path: Path, state_dict: dict[str, Tensor], mean: Tensor, std: T
                  meta: dict[str, Any]) -> str:
     """Write ``path`` and ``path.sha256`` atomically; returns the SHA-256 of the file."""
     data = weights_bytes(state_dict, mean, std, meta)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256_hex(data)
     atomic_write(path, lambda f: f.write(data))
-    atomic_write(path.with_name(path.name + ".sha256"), lambda f: f.write(f"{digest}  {path.name}\n".encode()))
+    write_checksum(path, digest)
     return digest
 
 
 def _expected_digest(path: Path, expected: str | None) -> str | None:
-    if expected:
-        return expected
-    side = path.with_name(path.name + ".sha256")
-    words = side.read_text().split() if side.is_file() else []
-    return words[0] if words else None
+    return expected or read_checksum(path)
 
 
 def load_weights(path: str | Path, sha256: str | None = None, *, require_checksum: bool = True) -> WeightsFile:
@@ -95,7 +90,7 @@ def load_weights(path: str | Path, sha256: str | None = None, *, require_checksu
         data = path.read_bytes()
     except OSError as exc:
         raise WeightsFileError(f"cannot read weights file {path}: {exc.strerror or exc}") from None
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256_hex(data)
     expected = _expected_digest(path, sha256)
     if expected is None and require_checksum:
         raise WeightsFileError(f"{path} has no SHA-256 to check it against (no {path.name}.sha256 beside it); "

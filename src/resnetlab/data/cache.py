@@ -7,19 +7,16 @@ tensors. Its location is, in order of precedence: the ``cache_dir`` argument (th
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
 
 import torch
 
 from .errors import DataError
 
-__all__ = ["atomic_write", "default_cache_dir", "file_digest", "resolve_cache_dir", "tensor_digest"]
+__all__ = ["default_cache_dir", "file_digest", "resolve_cache_dir", "tensor_digest"]
 
 
 def default_cache_dir() -> Path:
@@ -61,44 +58,3 @@ def tensor_digest(tensors: Iterable[torch.Tensor], extra: bytes = b"") -> str:
             h.update(t.reshape(-1).view(torch.uint8).numpy())
     h.update(extra)
     return h.hexdigest()
-
-
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once: the process's umask, restored at once
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` atomically: ``write`` fills a temp file in the same folder, which is fsynced and
-    renamed.
-
-    Readers never see a partly written file: they see either the old file or the complete new one. The temp
-    file is removed if anything fails. ``OSError`` propagates to the caller.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from the rest of a team
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    """Flush a folder's entry table to disk (makes a rename durable); a no-op where unsupported."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -18,7 +18,7 @@ from .arrays import SplitArrays, check_labels
 from .cache import resolve_cache_dir, tensor_digest
 from .cifar import download as download_release
 from .cifar import get_release, is_official, load_official
-from .errors import DataError
+from .errors import DATA_HINT, DataError
 from .folder import load_image_folder
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "split_train_val",
 ]
 
-_DATA_HINT = "pass --data <image-folder root | cifar-10-python.tar.gz | cifar10 | cifar100>"
 _NAMES = {"cifar10", "cifar-10", "cifar_10", "cifar100", "cifar-100", "cifar_100"}
 
 
@@ -87,11 +86,11 @@ def load_dataset(
         if not download:
             raise DataError(
                 f"{release.title} is not in the cache folder {root} and downloading is disabled; put "
-                f"{release.archive} there, enable downloads, or {_DATA_HINT}"
+                f"{release.archive} there, enable downloads, or {DATA_HINT}"
             )
         tarball = download_release(release.name, root, url=url, md5=md5, progress=progress)
         return load_official(tarball, root, md5=md5 or release.md5)
-    raise DataError(f"data folder {path} does not exist; {_DATA_HINT}")
+    raise DataError(f"data folder {path} does not exist; {DATA_HINT}")
 
 
 # --------------------------------------------------------------------------------------------------- split

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from ..errors import ResNetLabError
 
-__all__ = ["DataError", "DataWarning"]
+__all__ = ["DATA_HINT", "DataError", "DataWarning"]
+
+# What --data takes, for messages about data that is missing or of the wrong kind.
+DATA_HINT = "pass --data <image-folder root | cifar-10-python.tar.gz | cifar10 | cifar100>"
 
 
 class DataError(ResNetLabError):

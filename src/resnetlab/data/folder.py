@@ -10,16 +10,17 @@ folders. Images are decoded with Pillow to RGB uint8 ``[3, H, W]`` in parallel w
 a cache file keyed by the folder's path, the list of files and each file's size and modification time, so a
 second load skips decoding and any change of the data gives a new key. The cache carries a SHA-256 of its
 tensors and is verified on every load; a damaged cache file is deleted and rebuilt, never used.
-
-The cache file itself is written and verified by :mod:`.folder_cache`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import json
 import multiprocessing as mp
 import os
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,14 +32,76 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from ..io import atomic_write
 from .arrays import SplitArrays
-from .cache import resolve_cache_dir
-from .errors import DataError, DataWarning
-from .folder_cache import _CACHE_FORMAT, _CACHE_VERSION, _cache_prefix, _read_cache, _write_cache
+from .cache import resolve_cache_dir, tensor_digest
+from .errors import DATA_HINT, DataError, DataWarning
 
 __all__ = ["cache_path", "load_image_folder", "scan_image_folder", "visible_dirs", "walk_files"]
 
-_DATA_HINT = "pass --data <image-folder root | cifar-10-python.tar.gz | cifar10 | cifar100>"
+_CACHE_FORMAT = "resnetlab.imagefolder"
+_CACHE_VERSION = 1
+
+
+def _cache_prefix(root: Path, size: int | None) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", root.resolve().name or "root")[:40]
+    where = hashlib.sha256(f"{root.resolve()}\nsize={size}".encode()).hexdigest()[:12]
+    return f"imagefolder-{slug}-{where}-"
+
+
+def _payload_digest(payload: dict[str, Any]) -> str:
+    meta = json.dumps({k: payload[k] for k in ("key", "size", "classes", "bad", "n_train")}, sort_keys=True).encode()
+    return tensor_digest((payload["train_x"], payload["train_y"], payload["test_x"], payload["test_y"]), meta)
+
+
+def _read_cache(path: Path, key: str) -> dict[str, Any] | None:
+    """The verified payload of cache file ``path``; ``None`` if missing, or if damaged (warn and delete)."""
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or payload.get("format") != _CACHE_FORMAT:
+            raise ValueError("not a resnetlab image-folder cache")
+        if payload.get("version") != _CACHE_VERSION or payload.get("key") != key:
+            raise ValueError("written for other data or by another version")
+        for name in ("train_x", "train_y", "test_x", "test_y"):
+            if not isinstance(payload.get(name), torch.Tensor):
+                raise ValueError(f"{name} is missing")
+        if _payload_digest(payload) != payload.get("sha256"):
+            raise ValueError("checksum mismatch")
+        return payload
+    except Exception as e:  # torch.load raises many types on damaged files (RuntimeError, EOFError, ...)
+        warnings.warn(
+            f"image cache {path} is corrupt or unreadable ({type(e).__name__}: {e}); deleting it and "
+            "decoding the images again",
+            DataWarning,
+            stacklevel=3,
+        )
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+
+
+def _write_cache(path: Path, payload: dict[str, Any]) -> None:
+    payload = {**payload, "sha256": _payload_digest(payload)}
+    try:
+        atomic_write(path, lambda f: torch.save(payload, f))
+    except (OSError, RuntimeError) as e:
+        warnings.warn(
+            f"cannot write image cache {path} ({e}); continuing without a cache (pass --cache-dir a writable "
+            "folder to avoid decoding every time)",
+            DataWarning,
+            stacklevel=3,
+        )
+        return
+    # Older caches of the same folder (before files changed) are dead weight: remove them.
+    prefix = path.name[: path.name.rindex("-") + 1]
+    for old in path.parent.glob(f"{prefix}*.pt"):
+        if old != path:
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
 _SERIAL_BELOW = 2048  # decode smaller trees in-process: starting workers costs more than it saves
 _CHUNK = 256  # images per worker task
 _MAX_LISTED = 10  # bad files named in an error message
@@ -47,7 +110,7 @@ _MAX_LISTED = 10  # bad files named in an error message
 def _layout_hint(root: Path) -> str:
     return (
         f"expected an image-folder layout {root}/train/<class>/<image> and {root}/test/<class>/<image> "
-        f"(or val/ instead of test/), or an official CIFAR archive; {_DATA_HINT}"
+        f"(or val/ instead of test/), or an official CIFAR archive; {DATA_HINT}"
     )
 
 
@@ -74,7 +137,7 @@ def visible_dirs(path: Path) -> list[str]:
 
 def walk_files(root: Path, rel_dir: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """(relative posix path, entry) of every non-hidden non-folder entry under ``root/rel_dir``, recursively,
-    unsorted. Shared by the in-memory loader here and the streaming one (``data.stream_files``)."""
+    unsorted. Shared by the in-memory loader here and the streaming one (``data.stream``)."""
     stack = [rel_dir]
     while stack:
         rel = stack.pop()
@@ -104,7 +167,7 @@ def scan_image_folder(root: Path) -> FolderLayout:
     """Check the layout of an image-folder tree and list its files; problems raise :class:`DataError`."""
     root = Path(root).expanduser()
     if not root.exists():
-        raise DataError(f"data folder {root} does not exist; {_DATA_HINT}")
+        raise DataError(f"data folder {root} does not exist; {DATA_HINT}")
     if not root.is_dir():
         raise DataError(f"{root} is a file, not a folder; {_layout_hint(root)}")
     if not (root / "train").is_dir():

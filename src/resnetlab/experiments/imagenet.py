@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..data.cache import atomic_write
 from ..errors import ResNetLabError
 from ..figures import save_figure
+from ..io import atomic_write
 from ..models import specs
 from ..train.metrics import read_metrics, series
 from .runner import Budget, Context, RunRecord, RunSpec, fmt, write_results

@@ -28,10 +28,10 @@ from typing import Any, ClassVar
 import torch
 
 from ..data import DataBundle
-from ..data.cache import atomic_write
 from ..data.known import data_name, known_data
 from ..data.stream import StreamData
 from ..errors import ResNetLabError
+from ..io import atomic_write
 from ..train import TrainConfig, fit, load_data, resolve_config
 from ..train.config import recipe_config
 from ..train.device import resolve_precision

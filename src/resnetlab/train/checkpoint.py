@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import io
 import os
 import re
@@ -18,8 +17,8 @@ from typing import Any
 
 import torch
 
-from ..data.cache import atomic_write
 from ..errors import ResNetLabError
+from ..io import atomic_write, checksum_path, read_checksum, sha256_hex, write_checksum
 
 FORMAT = "resnetlab.checkpoint"
 VERSION = 1
@@ -40,14 +39,6 @@ def checkpoint_iteration(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def checksum_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
     """Serialise ``state`` to memory first (a failing object leaves no file), then write ``path`` atomically and
     its checksum beside it. A full disk raises a CheckpointError; earlier checkpoints are untouched."""
@@ -59,11 +50,11 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
                               f"{(str(exc).splitlines() or [''])[0][:200]}; nothing was written and "
                               "earlier checkpoints are intact (this is a bug: please report it)") from exc
     data = buf.getvalue()
-    digest = _sha256(data)
+    digest = sha256_hex(data)
     existed = path.exists()
     try:
         # The checksum goes first: a checkpoint without its checksum is never taken for a good one.
-        atomic_write(checksum_path(path), lambda f: f.write(f"{digest}  {path.name}\n".encode()))
+        write_checksum(path, digest)
         atomic_write(path, lambda f: f.write(data))
     except BaseException as exc:
         if not existed:  # no checksum without its checkpoint (atomic_write already removed its temp file)
@@ -80,14 +71,13 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
 
 
 def verify_checksum(path: Path, data: bytes, required: bool = True) -> None:
-    side = checksum_path(path)
-    if not side.is_file():
+    expected = read_checksum(path)
+    if expected is None and not checksum_path(path).is_file():
         if required:
-            raise CheckpointError(f"checkpoint {path} has no checksum file {side.name}: it was not completely "
-                                  "written (or not by resnetlab); it cannot be trusted")
+            raise CheckpointError(f"checkpoint {path} has no checksum file {checksum_path(path).name}: it was not "
+                                  "completely written (or not by resnetlab); it cannot be trusted")
         return
-    expected = side.read_text().split()[0] if side.read_text().strip() else ""
-    if _sha256(data) != expected:
+    if sha256_hex(data) != expected:
         raise CheckpointError(f"checkpoint {path} fails its SHA-256 check: the file is damaged (a changed or "
                               "truncated byte); use an earlier checkpoint")
 

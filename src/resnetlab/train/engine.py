@@ -31,9 +31,9 @@ from typing import Any
 import torch
 
 from ..data import DataBundle, load_dataset, make_bundle
-from ..data.cache import atomic_write
 from ..data.stream import StreamData
 from ..errors import ResNetLabError
+from ..io import atomic_write
 from ..runtime import tune_allocator
 from ..safeweights import save_weights
 from . import checkpoint as ckpt

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..data.cache import atomic_write
 from ..figures import save_figure
+from ..io import atomic_write
 
 
 class MetricsSink(Protocol):

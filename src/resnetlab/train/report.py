@@ -10,11 +10,11 @@ from typing import Any
 from torch import Tensor
 
 from ..data import DataWarning, load_dataset
-from ..data.cache import atomic_write
 from ..data.datasets import content_digest
 from ..data.known import known_data
 from ..errors import ResNetLabError
 from ..figures import save_figure
+from ..io import atomic_write
 from .device import resolve_precision, select_device
 from .evaluate import evaluate
 

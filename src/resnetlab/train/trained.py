@@ -9,9 +9,10 @@ from typing import Any
 
 from torch import nn
 
+from ..io import checksum_path
 from ..models import create_model
 from ..models.weights import load_state_dict
-from .checkpoint import checksum_path, load_checkpoint
+from .checkpoint import load_checkpoint
 from .config import TrainConfig
 
 
