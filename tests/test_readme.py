@@ -159,3 +159,28 @@ def test_the_readme_python_example_runs_as_written_and_prints_what_it_says(monke
     monkeypatch.chdir(REPO)
     exec(compile(code, "README.md", "exec"), {})
     assert capsys.readouterr().out == f"{expected}\n" == "cat\n"
+
+
+def test_result_blocks_are_rendered_from_results_json_alone(tmp_path, monkeypatch) -> None:
+    """The README's tables and claims come from results.json (tables, claim lines, the nets a finding compares),
+    never from parsing results.md or the English of a claim."""
+    import json
+    import shutil
+
+    tool = _tool()
+    src = REPO / "results" / "cifar10-jpeg"
+    for name in ("degradation-medium", "table6-medium", "responses-medium", "shortcuts-medium", "degradation-quick"):
+        shutil.copy(src / name / "results.json", (tmp_path / name).mkdir() or tmp_path / name / "results.json")
+    monkeypatch.setattr(tool, "RESULTS", tmp_path)
+    before = tool.medium_block()
+    assert "| resnet110 | 1,727,962 | 2 | 15.07 | 15.24 ± 0.17 | 6.43 (6.61±0.16) | 6.32 | 6.73 |" in before
+    assert tool.findings_block().count("shown") >= 10
+    table6 = json.loads((tmp_path / "table6-medium" / "results.json").read_text())
+    table6["tables"][0]["rows"][0][3] = "99.99"  # the JSON is the source: a change there shows in the README
+    (tmp_path / "table6-medium" / "results.json").write_text(json.dumps(table6))
+    assert "| resnet20 | 269,722 | 2 | 99.99 |" in tool.medium_block()
+    quick = json.loads((tmp_path / "degradation-quick" / "results.json").read_text())
+    del quick["findings"][0]["nets"]
+    (tmp_path / "degradation-quick" / "results.json").write_text(json.dumps(quick))
+    with pytest.raises(SystemExit, match="a finding names no nets"):
+        tool.findings_block()

@@ -11,7 +11,7 @@ The other blocks are the results made on the JPEG copy (``results/cifar10-jpeg/`
 - ``findings``: the three findings, the paper against the demo (``degradation-quick``) and the medium budget
   (``degradation-medium``, and ``table6-medium`` where it has more seeds);
 - ``noise``: the medium budget's noise, the spread of its two committed ResNet-20 seeds (``table6-medium``);
-- ``medium``: Fig. 6, Table 6, Fig. 7 and the shortcut options from ``*-medium/results.md``;
+- ``medium``: Fig. 6, Table 6, Fig. 7 and the shortcut options from ``*-medium/results.json`` (tables, claims);
 - ``cards``: the weights' cards table, as ``resnetlab weights`` prints it from ``models/released.json``;
 - ``paper``: where the paper-length ResNet-20 stands, from the files git tracks under ``runs/cifar10-jpeg/paper`` (a
   clone's view, not the local checkpoints of a run still training); for a finished run also the same net's medium
@@ -79,10 +79,9 @@ def _sign(x: float) -> str:
 def _finding_cell(findings: list[dict], number: int) -> str:
     parts = []
     for f in (f for f in findings if f["finding"] == number):
-        diff = re.search(r"\((?:[^()]*, )?(\w+) minus (\w+)\)$", f["what"])  # "(training error, plain32 minus plain20)"
-        if diff is None:
-            raise Stale(f"a finding does not end in '(..., A minus B)': {f['what']!r}")
-        a, b = _net(diff[1]), _net(diff[2])
+        if "nets" not in f:
+            raise Stale(f"a finding names no nets (re-render its results): {f['what']!r}")
+        a, b = (_net(n) for n in f["nets"])  # the margin is a's error minus b's
         if "train_margin" in f:
             margins = f"test **{_sign(f['margin'])}**, training **{_sign(f['train_margin'])}**"
         else:
@@ -147,7 +146,8 @@ def medium_block() -> str:
     for experiment, title, figure, verdicts in MEDIUM:
         folder = f"results/cifar10-jpeg/{experiment}-medium"
         result = _load(experiment, "medium")
-        md = (ROOT / folder / "results.md").read_text().splitlines()
+        if not result.get("tables"):
+            raise Stale(f"{folder}/results.json has no tables")
         command = result["command"].replace(" --no-train", "").replace(" --no-progress", "")
         missing = result.get("missing") or []
         line = f"`{command}`. Run time, as the runs recorded it: {_run_times(result)}"
@@ -155,14 +155,17 @@ def medium_block() -> str:
         out += [f"### {title}", "", line + f" ([results.md]({folder}/results.md)).", ""]
         if figure:
             out += [f"![{title}]({folder}/{figure})", ""]
-        start = next((i for i, row in enumerate(md) if row.startswith("|")), None)
-        if start is None:
-            raise Stale(f"{folder}/results.md has no table")
-        end = next((i for i in range(start, len(md)) if not md[i].startswith("|")), len(md))
-        out += [*md[start:end], ""]  # the first table only
+        out += [*_markdown(result["tables"][0]), ""]  # the first table only
         if verdicts:
-            out += [row for row in md[end:] if row.startswith("- ")] + [""]
+            out += [*result.get("claim_lines", []), ""]
     return "\n".join(out).rstrip()
+
+
+def _markdown(table: dict) -> list[str]:
+    """A results.json table as Markdown, as results.md prints it."""
+    from resnetlab.experiments.runner import Table
+
+    return Table(table["columns"], table["rows"], table["right"]).markdown()
 
 
 def cards_block() -> str:

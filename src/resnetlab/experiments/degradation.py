@@ -13,7 +13,7 @@ from typing import Any
 from ..figures import save_figure
 from ..models import specs
 from ..train.metrics import read_metrics, series
-from .runner import Context, RunRecord, RunSpec, fmt, judge, verdict, write_results
+from .runner import Context, RunRecord, RunSpec, Table, fmt, judge, verdict, write_results
 
 PLAIN = (20, 32, 44, 56)
 RESNET = (20, 32, 44, 56, 110)
@@ -91,7 +91,7 @@ def plot_fig1(records: list[RunRecord], out: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for col, (kind, key, what) in enumerate((("train", "train_error", "training error (%)"),
                                              ("eval", "test_error", "test error (%)"))):
         ends = []
@@ -126,16 +126,19 @@ def findings(by_model: dict[str, RunRecord], noise: tuple[float, float] | None =
     err = {m: (r.judged_train_error, r.test_error) for m, r in by_model.items()}
     out: list[dict[str, Any]] = []
 
-    def add(finding: int, what: str, margin: float, noise_: float | None, **extra: Any) -> None:
-        out.append({"finding": finding, **judge(what, margin, noise_), **extra})
+    def add(finding: int, what: str, margin: float, noise_: float | None, nets: list[str]) -> None:
+        # nets: the margin is nets[0]'s error minus nets[1]'s
+        out.append({"finding": finding, **judge(what, margin, noise_), "nets": nets})
 
     for a, b in itertools.pairwise(plain):
         if err[a][0] is not None and err[b][0] is not None:
-            add(1, f"{b} trains worse than {a} (training error, {b} minus {a})", err[b][0] - err[a][0], train_noise)
+            add(1, f"{b} trains worse than {a} (training error, {b} minus {a})", err[b][0] - err[a][0], train_noise,
+                [b, a])
     for p in plain:
         r = "resnet" + p.removeprefix("plain")
         if r in err and err[p][0] is not None and err[r][0] is not None:
-            add(2, f"{r} trains better than {p} (training error, {p} minus {r})", err[p][0] - err[r][0], train_noise)
+            add(2, f"{r} trains better than {p} (training error, {p} minus {r})", err[p][0] - err[r][0], train_noise,
+                [p, r])
     for a, b in itertools.pairwise(resnet):
         (tr_a, te_a), (tr_b, te_b) = err[a], err[b]
         if None in (tr_a, te_a, tr_b, te_b):
@@ -145,7 +148,7 @@ def findings(by_model: dict[str, RunRecord], noise: tuple[float, float] | None =
         both = ("reversed" if "reversed" in verdicts else verdicts.pop() if len(verdicts) == 1 else "tie")
         out.append({"finding": 3, "what": f"{b} beats {a} (test and training error, {a} minus {b})",
                     "margin": test_m, "train_margin": train_m, "noise": test_noise, "train_noise": train_noise,
-                    "verdict": both, "holds": both == "shown"})
+                    "verdict": both, "holds": both == "shown", "nets": [a, b]})
     return out
 
 
@@ -167,14 +170,15 @@ def run(ctx: Context, include: tuple[str, ...] = ()) -> Path:
     fig = plot(records, ctx.out)
     fig1 = plot_fig1(records, ctx.out)
     by_model = {r.model: r for r in records}
-    lines = ["| net | params | training error (%) | test error (%) | paper test error (%) |",
-             "|---|---:|---:|---:|---:|"]
+    table = Table(["net", "params", "training error (%)", "test error (%)", "paper test error (%)"], [],
+                  [False, True, True, True, True])
     for r in records:
         paper = specs.PAPER.get(r.model)
         paper_err = fmt(paper.cifar10_error) if paper and paper.cifar10_error else ""
         if r.model == "plain110":
             paper_err = "> 60"
-        lines.append(f"| {r.model} | {r.params:,} | {fmt(r.judged_train_error)} | {fmt(r.test_error)} | {paper_err} |")
+        table.rows.append([r.model, f"{r.params:,}", fmt(r.judged_train_error), fmt(r.test_error), paper_err])
+    lines = table.markdown()
     noise = ctx.noise
     found = findings(by_model, noise)
     running = (f"the mean over the last {ctx.config(RunSpec('resnet20')).log_interval} iterations (augmented "
@@ -197,5 +201,6 @@ def run(ctx: Context, include: tuple[str, ...] = ()) -> Path:
         lines += ["", medium]
         print(medium, flush=True)
     write_results(ctx, "Degradation of plain nets and its cure (Fig. 1, Fig. 6)", "\n".join(lines), records,
-                  {"findings": found}, [fig, *([fig1] if fig1 else [])])
+                  {"findings": found, "tables": [table.as_dict()], "claim_lines": finding_lines(found)},
+                  [fig, *([fig1] if fig1 else [])])
     return ctx.out

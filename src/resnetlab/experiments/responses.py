@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..data import normalize
 from ..figures import save_figure
 from ..models.responses import record_responses
-from .runner import Context, RunRecord, RunSpec, fmt, judge, judged_lines, run_model, write_results
+from .runner import Context, RunRecord, RunSpec, Table, fmt, judge, judged_lines, run_model, write_results
 
 NETS = ("plain20", "plain56", "resnet20", "resnet56", "resnet110")
 
@@ -85,17 +85,21 @@ def run(ctx: Context) -> Path:
         noise = round(abs(seed0_mean - seed1_mean), 3)
         noise_text = f"noise {noise:.3f}: ResNet-20 seeds 0 and 1's mean std, {seed0_mean:.3f} / {seed1_mean:.3f}"
     fig = plot(curves, ctx.out)
-    lines = ["| net | 3x3 layers | mean std | median std | test error (%) |", "|---|---:|---:|---:|---:|"]
+    table = Table(["net", "3x3 layers", "mean std", "median std", "test error (%)"], [],
+                  [False, True, True, True, True])
     by_model: dict[str, RunRecord] = {r.model: r for r in records if r.seed == 0}
     for name, stds in curves.items():
-        lines.append(f"| {name} | {len(stds)} | {statistics.fmean(stds):.3f} | {statistics.median(stds):.3f} | "
-                     f"{fmt(by_model[name].test_error)} |")
+        table.rows.append([name, str(len(stds)), f"{statistics.fmean(stds):.3f}", f"{statistics.median(stds):.3f}",
+                           fmt(by_model[name].test_error)])
+    lines = table.markdown()
     order = orderings({name: statistics.fmean(stds) for name, stds in curves.items()}, noise)
-    lines += judged_lines(order, noise_text, decimals=3, unit="")
+    claims = judged_lines(order, noise_text, decimals=3, unit="")
+    lines += claims
     lines += ["", "Responses are the outputs of the BN after each 3x3 conv (before ReLU, and before the addition in "
               "residual blocks), in eval mode over the whole test set; std over images, channels and positions. "
               "The paper (Fig. 7): ResNets respond less than plain nets, deeper ResNets less still."]
     write_results(ctx, "Layer responses (Fig. 7)", "\n".join(lines), records,
                   {"responses": {k: {"layers": layers[k], "std": v} for k, v in curves.items()},
-                   "orderings": order, "noise": noise}, [fig])
+                   "orderings": order, "noise": noise, "tables": [table.as_dict()], "claim_lines": claims[1:]},
+                  [fig])
     return ctx.out

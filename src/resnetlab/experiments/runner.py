@@ -353,6 +353,22 @@ def judge(what: str, margin: float, noise: float | None, decimals: int = 2) -> d
     return {"what": what, "margin": margin, "noise": noise, "verdict": found, "holds": found == "shown"}
 
 
+@dataclass
+class Table:
+    """A results table as data: results.md prints it as Markdown, results.json keeps it for the README and docs."""
+
+    columns: list[str]
+    rows: list[list[str]]  # cells as printed
+    right: list[bool]  # right-aligned columns (numbers)
+
+    def markdown(self) -> list[str]:
+        head = "|" + "|".join("---:" if r else "---" for r in self.right) + "|"
+        return ["| " + " | ".join(self.columns) + " |", head] + ["| " + " | ".join(r) + " |" for r in self.rows]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"columns": self.columns, "rows": self.rows, "right": self.right}
+
+
 def judged_lines(found: Sequence[dict[str, Any]], noise_text: str, decimals: int = 2,
                  unit: str = " points") -> list[str]:
     """results.md's lines for judged claims, after a blank line."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import model_info, specs
-from .runner import Context, RunSpec, fmt, judge, judged_lines, write_results
+from .runner import Context, RunSpec, Table, fmt, judge, judged_lines, write_results
 
 OPTIONS = ("A", "B", "C")
 
@@ -44,18 +44,20 @@ def run(ctx: Context, model: str = "resnet20", seeds: int | None = None) -> Path
               for seed in range(n_seeds)]
     records = ctx.train(specs_)
     paper = paper_numbers()
-    lines = ["| option | params | training error (%) | test error (%) | paper: ResNet-34 ImageNet top-1 (%) |",
-             "|---|---:|---:|---:|---:|"]
+    table = Table(["option", "params", "training error (%)", "test error (%)", "paper: ResNet-34 ImageNet top-1 (%)"],
+                  [], [False, True, True, True, True])
     for o in OPTIONS:
         for r in [r for r in records if r.options.get("shortcut", default) == o]:
             p = paper[o]
-            lines.append(f"| {o} (seed {r.seed}) | {r.params:,} | {fmt(r.train_error)} | {fmt(r.test_error)} | "
-                         f"{fmt(p.top1_10crop) if p else ''} |")
+            table.rows.append([f"{o} (seed {r.seed})", f"{r.params:,}", fmt(r.judged_train_error), fmt(r.test_error),
+                               fmt(p.top1_10crop) if p else ""])
+    lines = table.markdown()
     noise = ctx.noise[0] if ctx.noise else None
     found = comparisons({r.options.get("shortcut", default): r.test_error for r in records if r.seed == 0}, noise)
     noise_text = f"noise: test {noise:.2f} points" if noise is not None else "noise not measured at this budget"
-    lines += judged_lines(found, noise_text)
+    claims = judged_lines(found, noise_text)
+    lines += claims
     lines += ["", f"{model} on CIFAR-10 with each shortcut option. {paper_note()}"]
     write_results(ctx, f"Shortcut options A/B/C on {model} (CIFAR analogue of Table 3)", "\n".join(lines), records,
-                  {"comparisons": found})
+                  {"comparisons": found, "tables": [table.as_dict()], "claim_lines": claims[1:]})
     return ctx.out

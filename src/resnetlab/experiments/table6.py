@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import specs
-from .runner import Context, RunRecord, RunSpec, fmt, judge, judged_lines, write_results
+from .runner import Context, RunRecord, RunSpec, Table, fmt, judge, judged_lines, write_results
 
 DEPTHS = (20, 32, 44, 56, 110)
 QUICK_DEPTHS = (20, 32, 44, 56)  # ResNet-110 at 2 seeds does not fit in 30 CPU minutes
@@ -61,18 +61,20 @@ def run(ctx: Context, include_1202: bool = False, seeds: int | None = None) -> P
     records = ctx.train(specs_)
     rows = summarise(records)
     public = list(specs.PUBLIC_REPRODUCTIONS)
-    lines = ["| net | params | seeds | best (%) | mean ± std (%) | paper (%) | " + " | ".join(public) + " |",
-             "|---|---:|---:|---:|---:|---:|" + "---:|" * len(public)]
+    table = Table(["net", "params", "seeds", "best (%)", "mean ± std (%)", "paper (%)", *public], [],
+                  [False] + [True] * (5 + len(public)))
     for r in rows:
         mean = f"{fmt(r['mean'])} ± {fmt(r['std'])}" if r["std"] is not None else fmt(r["mean"])  # type: ignore[arg-type]
         paper = fmt(r["paper"]) + (f" ({r['paper_mean']})" if r["paper_mean"] else "")  # type: ignore[arg-type]
-        others = " | ".join(fmt(r["public"].get(name)) for name in public)  # type: ignore[attr-defined]
-        lines.append(f"| {r['model']} | {r['params']:,} | {r['seeds']} | {fmt(r['best'])} | {mean} | {paper} | "  # type: ignore[str-format]
-                     f"{others} |")
+        others = [fmt(r["public"].get(name)) for name in public]  # type: ignore[attr-defined]
+        table.rows.append([str(r["model"]), f"{r['params']:,}", str(r["seeds"]), fmt(r["best"]), mean, paper,  # type: ignore[arg-type]
+                           *others])
+    lines = table.markdown()
     noise = ctx.noise[0] if ctx.noise else None
     order = depth_orderings(rows, noise)
     noise_text = f"noise: test {noise:.2f} points" if noise is not None else "noise not measured at this budget"
-    lines += judged_lines(order, noise_text)
+    claims = judged_lines(order, noise_text)
+    lines += claims
     others = ", ".join(f"{k} {v}" for k, v in specs.TABLE6_OTHERS.items())
     lines += ["", "Test error on the 10k test set at the end of training; the checkpoint is the last one (never "
               "chosen on the test set). std is the population std over seeds. The paper's column: Table 6 (best of "
@@ -80,5 +82,5 @@ def run(ctx: Context, include_1202: bool = False, seeds: int | None = None) -> P
               "reproductions on the official CIFAR-10 files: "
               + "; ".join(f"{name}, {rep['how']}" for name, rep in specs.PUBLIC_REPRODUCTIONS.items()) + "."]
     write_results(ctx, "CIFAR-10 test error by depth (Table 6)", "\n".join(lines), records,
-                  {"table": rows, "orderings": order})
+                  {"table": rows, "orderings": order, "tables": [table.as_dict()], "claim_lines": claims[1:]})
     return ctx.out
