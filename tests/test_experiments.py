@@ -87,10 +87,11 @@ def test_every_experiment_at_smoke_budget(data: Path, tmp_path: Path, capsys: py
 
     outr = tmp_path / "responses"
     assert main(["reproduce", "responses", *common, "--out", str(outr)]) == 0
-    assert capsys.readouterr().out.count("finished, reused") == 5
+    # table6 trained ResNet-20's seed 1: the budget's noise is measured now, and seed 1 measures Fig. 7's noise too
+    assert capsys.readouterr().out.count("finished, reused") == 6
     resp_json = json.loads((outr / "results.json").read_text())
     resp = resp_json["responses"]
-    assert resp_json["noise"] is None and {o["verdict"] for o in resp_json["orderings"]} <= {"leaning", "reversed"}
+    assert resp_json["noise"] >= 0 and {o["verdict"] for o in resp_json["orderings"]} <= {"shown", "tie", "reversed"}
     assert [o["what"].split(" (")[0] for o in resp_json["orderings"]] == [
         "resnet20 responds less than plain20", "resnet56 responds less than plain56",
         "resnet56 responds less than resnet20", "resnet110 responds less than resnet56"]

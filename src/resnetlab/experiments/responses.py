@@ -65,7 +65,7 @@ def orderings(mean_std: dict[str, float], noise: float | None = None) -> list[di
 
 
 def run(ctx: Context) -> Path:
-    # where the budget's noise was measured (two ResNet-20 seeds), ResNet-20's seed 1 measures this figure's noise too
+    # where the budget's noise is measured (two finished ResNet-20 seeds), seed 1 measures this figure's noise too
     noise_run = [RunSpec("resnet20", 1)] if ctx.noise is not None else []
     records = ctx.train([RunSpec(name) for name in NETS] + noise_run)
     bundle = ctx.bundle(ctx.config(RunSpec(NETS[0])))

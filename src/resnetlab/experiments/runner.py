@@ -47,10 +47,6 @@ class Budget:
     scale: float
     overrides: dict[str, Any] = field(default_factory=dict)
     seeds: int = 1  # seeds per net in tables that report best and mean +- std
-    # (test, training) error spread of two ResNet-20 seeds at this budget, in points, per data set (its name in
-    # data.known), as measured (BUDGETS says where): a margin between two nets within it is reported as a tie, not
-    # as a finding. A data set without an entry has not been measured: margins are then judged by sign alone.
-    noise: dict[str, tuple[float, float]] = field(default_factory=dict)
     more_seeds: dict[str, int] = field(default_factory=dict)  # Table 6: more seeds for these nets (model -> seeds)
 
 
@@ -63,24 +59,20 @@ BUDGETS: dict[str, Budget] = {
     # 128 (one pass of 128 is faster on a CPU than the paper's two BN groups of 64), bf16 training where the CPU has
     # it, fp32 evaluation at 1,000, 2,000 and 2,400. Not the paper's setting (Sec. 4.2: steps, no warm-up below
     # depth 110, BN over 64): chosen by measurement (README, "How the quick budget was chosen"): deeper nets start
-    # slower at lr 0.1, and the warm-up and the cosine narrow that gap most. noise: ResNet-20 seeds 0 and 1 at this
-    # budget, test 23.04 / 22.33, training 20.78 / 20.53 (`resnetlab reproduce table6 --budget quick --only resnet20`).
+    # slower at lr 0.1, and the warm-up and the cosine narrow that gap most.
     "quick": Budget("quick", 2_400 / 64_000, {"lr_schedule": "cosine", "warmup_iters": 240, "log_interval": 50,
-                                              "bn_batch": 0}, seeds=2,
-                    noise={"cifar10-jpeg": (0.71, 0.25)}),
+                                              "bn_batch": 0}, seeds=2),
     # Hours on 2 CPU cores: 6,400 iterations (a tenth of the paper's), every CIFAR experiment, committed in
-    # runs/medium. Not the paper's setting: the lr decays along a cosine instead of the paper's steps (Sec. 4.2),
+    # runs/<data>/medium. Not the paper's setting: the lr decays along a cosine instead of the paper's steps (Sec. 4.2),
     # because that separates the depths better on short schedules (measured at 2,000 iterations: ResNet-32 minus
     # ResNet-20 test error +1.56 points with the cosine, +4.46 with the steps; README, "How the quick budget was
     # chosen"). The rest is the paper's recipe: SGD, wd 1e-4, batch 128 with BN over 64, pad-crop-flip,
     # ResNet-110's warm-up. Trained in the default precision (bf16 where the CPU has bf16 units), evaluated in fp32
     # every 1,000 iterations. One seed per net, two for every depth in Table 6: ResNet-20 and -110 by the findings
     # issue's plan, ResNet-56 because its seed 0 sat at chance for its first ~780 iterations
-    # (results/medium-start), ResNet-32 and -44 because their steps of finding 3 were ties on one seed.
-    # noise: ResNet-20 seeds 0 and 1 at this budget, test 16.63 / 16.09, training 12.19 / 12.38
-    # (`resnetlab reproduce table6 --budget medium --only resnet20`).
+    # (results/cifar10-jpeg/medium-start), ResNet-32 and -44 because their steps of finding 3 were ties on one seed.
+    # Each budget's noise is that of its two ResNet-20 seeds' runs (Context.noise).
     "medium": Budget("medium", 6_400 / 64_000, {"lr_schedule": "cosine", "log_interval": 50}, seeds=1,
-                     noise={"cifar10-jpeg": (0.54, 0.19)},
                      more_seeds={"resnet20": 2, "resnet32": 2, "resnet44": 2, "resnet56": 2, "resnet110": 2}),
     # The paper's full schedule (64k iterations) on all 50k training images: the 45k/5k split only chose the schedule
     # (Sec. 4.2), and the published reproductions train the reported models on 50k. 5 seeds as for ResNet-110 in
@@ -151,8 +143,21 @@ class Context:
 
     @property
     def noise(self) -> tuple[float, float] | None:
-        """The budget's (test, training) noise measured on this data, or None where it has not been measured."""
-        return self.budget.noise.get(self.data_name)
+        """The budget's noise on this data: the (test, training) error spread of ResNet-20 seeds 0 and 1, in points,
+        from their finished runs (computed, never typed in); None until both have run. A margin between two nets
+        within it is a tie, not a finding; without it a margin only has a direction."""
+        records = []
+        for seed in (0, 1):
+            spec = RunSpec("resnet20", seed)
+            result = finished_run(self.run_dir(spec), self.config(spec))
+            if result is None:
+                return None
+            records.append(RunRecord.from_result(spec, result))
+        a, b = records
+        if None in (a.test_error, b.test_error, a.judged_train_error, b.judged_train_error):
+            return None
+        return (round(abs(a.test_error - b.test_error), 2),  # type: ignore[operator]
+                round(abs(a.judged_train_error - b.judged_train_error), 2))  # type: ignore[operator]
 
     @property
     def out(self) -> Path:
