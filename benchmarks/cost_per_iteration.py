@@ -13,13 +13,10 @@ import argparse
 import resource
 import time
 
-import torch
-import torch.nn.functional as F
+from speed_common import library_trainer
 
-from resnetlab import create_model
 from resnetlab.experiments.runner import machine
 from resnetlab.runtime import tune_allocator
-from resnetlab.train.device import autocast
 
 BUDGETS = {"quick": 2_400, "medium": 6_400, "paper": 64_000}
 
@@ -31,21 +28,12 @@ def main() -> None:
     parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing (less memory)")
     args = parser.parse_args()
     tune_allocator()
-    torch.manual_seed(0)
-    model = create_model(args.model).to(memory_format=torch.channels_last).train()
-    if args.checkpointing:
-        model.set_grad_checkpointing(True)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    x = torch.randn(128, 3, 32, 32).to(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (128,))
+    trainer = library_trainer(args.model, "bf16", checkpointing=args.checkpointing)
+    images, labels = trainer.data.train_x[:128], trainer.data.train_y[:128]
     times = []
     for i in range(args.steps + 1):
         t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with autocast(torch.device("cpu"), "bf16"):
-            out = model(x)
-        F.cross_entropy(out.float(), y).backward()
-        opt.step()
+        trainer.train_step(images, labels)
         if i:  # the first step is the warm-up
             times.append(time.perf_counter() - t0)
     per_it = sorted(times)[len(times) // 2]

@@ -12,38 +12,22 @@ from __future__ import annotations
 import argparse
 
 import torch
-import torch.nn.functional as F
+from speed_common import train_step_fn
 from torch.profiler import ProfilerActivity, profile
 
 from resnetlab import create_model
-from resnetlab.data import normalize
 from resnetlab.experiments.runner import machine
 from resnetlab.inference import InferenceModel
 from resnetlab.models.complexity import complexity
 from resnetlab.runtime import tune_allocator
-from resnetlab.train.device import autocast
 
 CPU = torch.device("cpu")
 TOP = 12
 
 
 def training_step(name: str, batch: int = 128):
-    torch.manual_seed(0)
-    model = create_model(name).to(memory_format=torch.channels_last).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8)
-    labels = torch.randint(0, 10, (batch,))
-    mean = images.float().mean(0)
-
-    def step() -> None:
-        x = normalize(images, mean, memory_format=torch.channels_last)
-        opt.zero_grad(set_to_none=True)
-        with autocast(CPU, "bf16"):
-            out = model(x)
-        F.cross_entropy(out.float(), labels).backward()
-        opt.step()
-
-    return step
+    """The library's own training step (``Trainer.train_step``), bf16 and channels_last, on random images."""
+    return train_step_fn(name, "bf16", True, batch)
 
 
 def inference_batch(name: str, size: int, batch: int):

@@ -1,5 +1,5 @@
-"""Timing helpers shared by the speed benchmarks: variants that take turns, the best of several calls, and one SGD
-step of the library's training path."""
+"""Timing helpers shared by the speed benchmarks: variants that take turns, the best of several calls, and the
+library's own training step (``Trainer.train_step``) on random images."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
-from resnetlab import create_model
-from resnetlab.data import normalize
-from resnetlab.train.device import autocast, resolve_precision
+from resnetlab.data import SplitArrays, make_bundle
+from resnetlab.train import TrainConfig
+from resnetlab.train.device import resolve_precision
+from resnetlab.train.distributed import DistInfo
+from resnetlab.train.trainer import Trainer
 
 CPU = torch.device("cpu")
 DEFAULT_PRECISION = resolve_precision("auto", CPU)  # what TrainConfig's precision="auto" computes in here
@@ -50,25 +51,30 @@ Batch = tuple[torch.Tensor, torch.Tensor]  # uint8 images [B, 3, 32, 32], labels
 Batches = Callable[[], Batch]
 
 
+def library_trainer(name: str, precision: str, channels_last: bool = True, batch: int = 128, *, size: int = 32,
+                    checkpointing: bool = False) -> Trainer:
+    """The library's own ``Trainer`` (the model, SGD, schedule and step ``resnetlab train`` uses) on random uint8
+    images of ``size``: what the speed benchmarks time, so no copy of the training step can drift from it."""
+    torch.manual_seed(0)
+    n = 2 * batch
+    arrays = SplitArrays(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8), torch.randint(0, 10, (n,)),
+                         torch.randint(0, 256, (16, 3, size, size), dtype=torch.uint8), torch.randint(0, 10, (16,)),
+                         [str(i) for i in range(10)])
+    cfg = TrainConfig(model=name, data="random", recipe="benchmark", batch_size=batch, val_size=0, lr=0.01,
+                      precision=precision, channels_last=channels_last, activation_checkpointing=checkpointing,
+                      max_iters=10**9, milestones=(), eval_test=False, device="cpu")
+    return Trainer(cfg, make_bundle(arrays, val_size=0, seed=0), DistInfo())
+
+
 def train_step_fn(name: str, precision: str, channels_last: bool, batch: int = 128,
                   batches: Batches | None = None) -> Callable[[], None]:
-    """One SGD step of the library's training path; ``batches`` feeds it (default: one preloaded batch)."""
-    torch.manual_seed(0)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = create_model(name).to(memory_format=fmt).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    fixed = (torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (batch,)))
-    mean = fixed[0].float().mean(0)
+    """One SGD step of the library's training path (``Trainer.train_step``); ``batches`` feeds it (default: one
+    preloaded batch)."""
+    trainer = library_trainer(name, precision, channels_last, batch)
+    fixed = (trainer.data.train_x[:batch], trainer.data.train_y[:batch])
     batches = batches or (lambda: fixed)
 
     def step() -> None:
-        images, labels = batches()
-        x = normalize(images, mean, memory_format=fmt)
-        opt.zero_grad(set_to_none=True)
-        with autocast(CPU, precision):
-            out = model(x)
-        F.cross_entropy(out.float(), labels).backward()
-        opt.step()
+        trainer.train_step(*batches())
 
     return step
-

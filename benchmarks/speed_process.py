@@ -16,30 +16,20 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
-from speed_common import CPU, DEFAULT_PRECISION, interleave, train_step_fn
+from speed_common import DEFAULT_PRECISION, interleave, library_trainer, train_step_fn
 
 from resnetlab import create_model
 from resnetlab.inference import InferenceModel
 from resnetlab.runtime import tune_allocator
-from resnetlab.train.device import autocast
 
 
 # --- memory -------------------------------------------------------------------------------------------------------
 def _peak_rss_child(name: str, precision: str, checkpointing: bool, steps: int = 2) -> None:
     tune_allocator()
-    model = create_model(name).to(memory_format=torch.channels_last).train()
-    if checkpointing:
-        model.set_grad_checkpointing(True)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(128, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (128,))
+    trainer = library_trainer(name, precision, checkpointing=checkpointing)
+    images, labels = trainer.data.train_x[:128], trainer.data.train_y[:128]
     for _ in range(steps):
-        opt.zero_grad()
-        with autocast(CPU, precision):
-            out = model(x)
-        F.cross_entropy(out.float(), y).backward()
-        opt.step()
+        trainer.train_step(images, labels)
     print(json.dumps({"peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
 
 
