@@ -184,3 +184,17 @@ def test_a_model_built_with_weights_carries_its_preprocessing_and_class_names() 
     with torch.no_grad():
         label = model.classes[int(model(model.preprocess(photo)[None]).argmax())]
     assert label in model.classes
+
+
+@pytest.mark.slow
+def test_reproduce_from_another_folder_finds_the_clones_committed_runs(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from data_utils import real_data
+
+    jpeg = real_data("cifar10-jpeg")
+    monkeypatch.chdir(tmp_path)  # no runs/ here: the clone's committed runs are used
+    assert main(["reproduce", "table6", "--budget", "medium", "--data", str(jpeg), "--no-train", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("finished, reused") == 10 and str(REPO / "runs") in out
+    result = json.loads((tmp_path / "results" / "cifar10-jpeg" / "table6-medium" / "results.json").read_text())
+    assert len(result["runs"]) == 10 and result["missing"] == [] and result["data_name"] == "cifar10-jpeg"
