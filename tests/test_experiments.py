@@ -60,6 +60,8 @@ def test_every_experiment_at_smoke_budget(data: Path, tmp_path: Path, capsys: py
     _check_runs(out, nets)
     # two panels, one colour per net: plain-20/32/44/56 (C0-C3), ResNet-20/32/44/56/110 (C0-C4)
     assert_figure(out / "degradation.png", (11, 7.6), curves=[f"C{i}" for i in range(5)], absent=("C5",))
+    # Fig. 6 in the paper's style: plain-20/32/44/56 (C0-C3) left, ResNet-20/32/44/56/110 (C0-C4) right
+    assert_figure(out / "fig6.png", (9.2, 3.6), curves=[f"C{i}" for i in range(5)], absent=("C5",))
     # Fig. 1: plain-20 (C0) against plain-56 (C3), training and test error, nothing else
     assert_figure(out / "fig1.png", (9, 3.6), curves=["C0", "C3"], absent=("C1", "C2", "C4"))
     assert "![fig1](fig1.png)" in (out / "results.md").read_text()

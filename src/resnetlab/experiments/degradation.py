@@ -79,6 +79,35 @@ def plot(records: list[RunRecord], out: Path) -> Path:
     return save_figure(fig, out / "degradation.png")
 
 
+def plot_fig6(records: list[RunRecord], out: Path) -> Path:
+    """Fig. 6 (left and middle) in the paper's style: plain nets left, ResNets right, iterations in units of 1e4 on
+    x, error (%) from 0 to 20 on y (unless a run ends above it), training error dashed and test error bold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("plain-{}", [r for r in records if r.model.startswith("plain")]),
+              ("ResNet-{}", [r for r in records if r.model.startswith("resnet")])]
+    panels = [p for p in panels if p[1]] or panels[:1]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    for ax, (name, rs) in zip(axes[0], panels, strict=True):
+        ends = []
+        for i, r in enumerate(sorted(rs, key=lambda r: _depth(r.model))):
+            rows = read_metrics(Path(r.run_dir) / "metrics.jsonl")
+            for kind, key, style, width in (("train", "train_error", "--", 0.9), ("eval", "test_error", "-", 2.0)):
+                xs, ys = series(rows, kind, key)
+                ax.plot([x / 1e4 for x in xs], ys, style, color=f"C{i}", linewidth=width,
+                        label=name.format(_depth(r.model)) if kind == "eval" else None)
+                ends += ys[-1:]
+        ax.set_ylim(0, max([20.0, *(1.15 * e for e in ends)]))  # the paper's 0-20%, unless a run ends above
+        ax.set_xlabel("iter. (1e4)")
+        ax.set_ylabel("error (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, title="dashed: training, bold: test", title_fontsize=7)
+    return save_figure(fig, out / "fig6.png")
+
+
 def plot_fig1(records: list[RunRecord], out: Path) -> Path | None:
     """The paper's Fig. 1: plain-20 against plain-56, training error (left) and test error (right) against
     iterations in units of 1e4, as the paper draws it; None unless both runs are finished."""
@@ -169,6 +198,7 @@ def run(ctx: Context, include: tuple[str, ...] = ()) -> Path:
     records = ctx.train([RunSpec(name) for name in nets(ctx.budget.name, include)])
     fig = plot(records, ctx.out)
     fig1 = plot_fig1(records, ctx.out)
+    fig6 = plot_fig6(records, ctx.out)
     by_model = {r.model: r for r in records}
     table = Table(["net", "params", "training error (%)", "test error (%)", "paper test error (%)"], [],
                   [False, True, True, True, True])
@@ -202,5 +232,5 @@ def run(ctx: Context, include: tuple[str, ...] = ()) -> Path:
         print(medium, flush=True)
     write_results(ctx, "Degradation of plain nets and its cure (Fig. 1, Fig. 6)", "\n".join(lines), records,
                   {"findings": found, "tables": [table.as_dict()], "claim_lines": finding_lines(found)},
-                  [fig, *([fig1] if fig1 else [])])
+                  [fig, fig6, *([fig1] if fig1 else [])])
     return ctx.out
