@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast lint docs bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,13 @@ DATA ?= $(if $(wildcard ../shared/data/cifar10/cifar-10-batches-py),../shared/da
 demo: $(STAMP)
 	$(BIN)/resnetlab reproduce degradation --budget quick --data $(DATA)
 
-test: $(STAMP) lint
+test: $(STAMP) lint docs
 	$(BIN)/python -m pytest -q
+
+# The documentation site, built offline into site/; --strict makes a broken link, a missing page or a missing API
+# reference fail (and with it `make test`).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -34,4 +39,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard benchmarks) tools hubconf.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info site

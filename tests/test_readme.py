@@ -1,6 +1,6 @@
-"""The README's generated blocks (findings, noise, medium results, weights cards) are what tools/readme.py makes
-from the committed result files: a result re-rendered without its README fails here. The prose around them is
-hand-written and is not checked."""
+"""The generated blocks of the README and the documentation pages (results, weights cards, config keys) are what
+tools/readme.py makes from the committed result files and the code: a result re-rendered without its pages fails
+here. The README is a first screen whose links exist, and its Python example runs as written."""
 
 from __future__ import annotations
 
@@ -18,31 +18,57 @@ def _tool():
     return module
 
 
-def test_readme_blocks_match_the_committed_results() -> None:
+def test_readme_and_docs_blocks_match_the_committed_results() -> None:
     tool = _tool()
-    _, stale = tool.render((REPO / "README.md").read_text())
-    assert stale == [], f"README.md is stale in {stale}: run `python tools/readme.py` and commit"
+    for page in tool.pages():
+        _, stale = tool.render(page.read_text())
+        assert stale == [], f"{page.name} is stale in {stale}: run `python tools/readme.py` and commit"
 
 
-def test_a_changed_result_or_a_lost_marker_is_caught() -> None:
+def test_a_changed_result_or_a_lost_marker_is_caught(tmp_path, monkeypatch) -> None:
+    import shutil
+
     tool = _tool()
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "reproduce.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| resnet110 | 1,727,962 | "))
     _, stale = tool.render(text.replace(row, row.replace("| 1,727,962 |", "| 1,727,963 |"), 1))
     assert stale == ["medium"]
-    with pytest.raises(SystemExit, match="no 'cards' block"):
-        tool.render(text.replace("<!-- end: cards -->", ""))
+    docs = tmp_path / "docs"
+    shutil.copytree(REPO / "docs", docs, symlinks=True)
+    monkeypatch.setattr(tool, "DOCS", docs)
+    (docs / "weights.md").write_text((docs / "weights.md").read_text().replace("<!-- generated: cards", "<!-- x"))
+    with pytest.raises(SystemExit, match=r"no page holds the block\(s\) cards"):
+        tool.main(["--check"])
 
 
 def test_check_names_the_stale_blocks_and_exits_1(tmp_path, monkeypatch, capsys) -> None:
+    import shutil
+
     tool = _tool()
-    text = (REPO / "README.md").read_text()
+    docs = tmp_path / "docs"
+    shutil.copytree(REPO / "docs", docs, symlinks=True)
+    monkeypatch.setattr(tool, "DOCS", docs)
+    text = (docs / "reproduce.md").read_text()
     stale = text.replace("The medium noise: ResNet-20 seeds 0 and 1", "The medium noise: ResNet-20 seeds 0 and 2", 1)
-    monkeypatch.setattr(tool, "README", tmp_path / "README.md")
-    (tmp_path / "README.md").write_text(stale)
+    (docs / "reproduce.md").write_text(stale)
     assert tool.main(["--check"]) == 1
-    assert "stale in: noise" in capsys.readouterr().out
-    assert (tmp_path / "README.md").read_text() == stale  # --check writes nothing
+    assert "reproduce.md is stale in: noise" in capsys.readouterr().out
+    assert (docs / "reproduce.md").read_text() == stale  # --check writes nothing
+
+
+def test_the_readme_is_a_first_screen_with_links_that_exist() -> None:
+    import re
+
+    text = (REPO / "README.md").read_text()
+    lines = text.splitlines()
+    assert len(lines) <= 200
+    first_command = next(i for i, line in enumerate(lines) if line.startswith("make "))
+    assert first_command < 40
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+        if not target.startswith("http"):
+            assert (REPO / target).exists(), target
+    nav = (REPO / "mkdocs.yml").read_text()
+    assert {p.name for p in (REPO / "docs").glob("*.md")} == set(re.findall(r": (\S+\.md)$", nav, re.M))
 
 
 def test_the_medium_budget_judges_with_the_noise_its_committed_seeds_measured() -> None:

@@ -1,9 +1,11 @@
-"""Regenerate the README's result blocks from the committed result files, so no number there is typed by hand.
+"""Regenerate the generated blocks of the README and the documentation pages (docs/*.md) from the committed result
+files and the code, so no number there is typed by hand.
 
-    .venv/bin/python tools/readme.py           # rewrite the blocks in README.md (needs the installed package)
+    .venv/bin/python tools/readme.py           # rewrite the blocks (needs the installed package)
     .venv/bin/python tools/readme.py --check   # exit 1 and name the stale blocks (tests/test_readme.py runs it)
 
 A block sits between ``<!-- generated: NAME (python tools/readme.py) -->`` and ``<!-- end: NAME -->``:
+- ``config-keys``: every training config key with its default and meaning (``resnetlab train --keys``);
 - ``headline``: the paper against this project on the official pixels, from the files git tracks under
   ``runs/cifar10/paper`` (a finished run's summary, or the newest committed checkpoint of a run still training).
 
@@ -32,6 +34,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results" / "cifar10-jpeg"  # the results made on the JPEG copy (an archive)
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 PAPER_RUNS = ROOT / "runs" / "cifar10-jpeg" / "paper"
 PAPER_COMMAND = ("resnetlab reproduce degradation --budget paper --data ../shared/data/cifar10-jpeg --only resnet20 "
                  "--set val_size=5000")
@@ -207,7 +210,7 @@ def paper_block() -> str:
         if run / "summary.json" in files:
             s = json.loads((run / "summary.json").read_text())
             hours = sum(s["seconds"].values()) / 3600
-            lines.append(f"- {name} ([{where}]({where})): **finished**, {s['iterations']:,} iterations: test error "
+            lines.append(f"- {name} (`{where}`): **finished**, {s['iterations']:,} iterations: test error "
                          f"**{s['test_error']:.2f}%** (the paper's: {reported}%), training error "
                          f"{s['train_error']:.2f}%; {hours:.1f} h as the run recorded it."
                          + _after_first_step(read_metrics(run / "metrics.jsonl"), config["milestones"])
@@ -222,7 +225,7 @@ def paper_block() -> str:
         lrs = [r["lr"] for r in rows if r["kind"] == "train" and r["iter"] <= at]
         last = (f"; its last evaluation, at iteration {evals[-1]['iter']:,} (lr {lrs[-1]:g}): test error "
                 f"{evals[-1]['test_error']:.2f}%, validation {evals[-1]['val_error']:.2f}%") if evals and lrs else ""
-        lines.append(f"- {name} ([{where}]({where})): **unfinished**, committed at iteration {at:,} of "
+        lines.append(f"- {name} (`{where}`): **unfinished**, committed at iteration {at:,} of "
                      f"{config['max_iters']:,} (its newest checkpoint){last}. The paper's final test error: "
                      f"{reported}%. The same command resumes it.")
     figure = ROOT / "results" / "cifar10-jpeg" / "degradation-paper" / "degradation.png"
@@ -312,19 +315,30 @@ def _released_as(run: str) -> str:
             + (f" (what `pretrained=True` loads for {model})" if default else "") + ".")
 
 
-BLOCKS: dict[str, Callable[[], str]] = {"headline": headline_block, "findings": findings_block, "noise": noise_block,
-                                        "medium": medium_block, "cards": cards_block, "paper": paper_block}
+def config_keys_block() -> str:
+    """Every config key with its default and meaning, from the config class itself (``train --keys``)."""
+    from resnetlab.train.config import config_keys
+
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{key}` | `{default}` | {meaning.replace('|', '/')} |" for key, default, meaning in config_keys()]
+    return "\n".join(rows)
+
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "config-keys": config_keys_block, "headline": headline_block, "findings": findings_block, "noise": noise_block,
+    "medium": medium_block, "cards": cards_block, "paper": paper_block,
+}
 
 
 def render(text: str) -> tuple[str, list[str]]:
-    """The README with every block regenerated, and the names of the blocks that changed."""
+    """``text`` with every block it holds regenerated, and the names of the blocks that changed."""
     changed = []
     for name, make in BLOCKS.items():
         pattern = re.compile(rf"(<!-- generated: {name} \(python tools/readme.py\) -->\n)(.*?)(\n<!-- end: {name} -->)",
                              re.S)
         match = pattern.search(text)
         if match is None:
-            raise SystemExit(f"README.md has no '{name}' block: add its two marker lines (see tools/readme.py)")
+            continue
         new = make()
         if match[2] != new:
             changed.append(name)
@@ -332,22 +346,38 @@ def render(text: str) -> tuple[str, list[str]]:
     return text, changed
 
 
+def pages() -> list[Path]:
+    """The files that hold blocks: the README and the documentation site's pages."""
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report stale blocks (exit 1 if any)")
     args = parser.parse_args(argv)
-    readme = README
-    text, changed = render(readme.read_text())
+    found: set[str] = set()
+    stale = []
+    for page in pages():
+        text = page.read_text()
+        found |= {name for name in BLOCKS if f"<!-- generated: {name} " in text}
+        text, changed = render(text)
+        if not changed:
+            continue
+        stale.append(f"{page.name} is stale in: {', '.join(changed)}")
+        if not args.check:
+            tmp = page.with_suffix(".md.tmp")
+            tmp.write_text(text)
+            tmp.replace(page)
+    missing = sorted(set(BLOCKS) - found)
+    if missing:
+        raise SystemExit(f"no page holds the block(s) {', '.join(missing)}: add their two marker lines (see "
+                         "tools/readme.py)")
     if args.check:
-        if changed:
-            print(f"README.md is stale in: {', '.join(changed)}. Run `python tools/readme.py`.")
+        if stale:
+            print(". ".join(stale) + ". Run `python tools/readme.py`.")
             return 1
         return 0
-    if changed:
-        tmp = readme.with_suffix(".md.tmp")
-        tmp.write_text(text)
-        tmp.replace(readme)
-    print(f"regenerated: {', '.join(changed) or 'nothing (up to date)'}")
+    print(f"regenerated: {'; '.join(stale) or 'nothing (up to date)'}")
     return 0
 
 

@@ -161,7 +161,8 @@ def release_runs(run_dirs: list[Path], data: str, manifest: Path = RELEASED, **c
 
 
 def cards_table(names: list[str] | None = None) -> str:
-    """The README's model cards: one Markdown row per released file, with the data it was trained and scored on."""
+    """The model cards as one Markdown table (`resnetlab weights`, the docs): a row per released file, with the data
+    it was trained and scored on."""
     lines = ["| weights | data | test error (%) | train error (%) | params | multiply-adds | file | trained by |",
              "|---|---|---:|---:|---:|---:|---:|---|"]
     for name in names if names is not None else list_weights():

@@ -5,7 +5,7 @@ glibc's malloc hands every block above its (adaptive) mmap threshold to the kern
 freed, and gives freed heap memory back above 128 KB. A CPU training or inference step allocates and frees the same
 activation-sized blocks (4-32 MB at batch 128) every time, so each step pays for page faults and zeroed pages again:
 measured here, the fp32 NCHW forward of ResNet-56 ran 1.6x faster with the heap kept, the library's bf16 path 1.04x
-(README, Speed). ``tune_allocator`` keeps blocks up to 32 MB (glibc's largest mmap threshold) on the heap and keeps
+(docs, Speed). ``tune_allocator`` keeps blocks up to 32 MB (glibc's largest mmap threshold) on the heap and keeps
 freed heap memory for reuse: peak memory is unchanged, but the process does not shrink after its peak.
 """
 

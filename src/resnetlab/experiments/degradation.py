@@ -19,7 +19,7 @@ PLAIN = (20, 32, 44, 56)
 RESNET = (20, 32, 44, 56, 110)
 # The quick budget trains the four nets that carry the three findings (2 CPU cores, < 30 minutes); depth 32 rather
 # than the paper's 56 because deeper nets start slower and 56 loses to 20 by 12.7 points after 1,600 iterations
-# (README, "How the quick budget was chosen"), while 32 costs a third less time.
+# (docs, "How the quick budget was chosen"), while 32 costs a third less time.
 QUICK_PLAIN = (20, 32)
 QUICK_RESNET = (20, 32)
 EXTRA = ("plain110", "resnet1202")  # --include: Fig. 6 shows plain-110 (> 60% error) and ResNet-1202 (right panel)

@@ -58,7 +58,7 @@ BUDGETS: dict[str, Budget] = {
     # rising linearly to 0.1 over the first 240 and then decaying along a cosine to 0, BN over the whole batch of
     # 128 (one pass of 128 is faster on a CPU than the paper's two BN groups of 64), bf16 training where the CPU has
     # it, fp32 evaluation at 1,000, 2,000 and 2,400. Not the paper's setting (Sec. 4.2: steps, no warm-up below
-    # depth 110, BN over 64): chosen by measurement (README, "How the quick budget was chosen"): deeper nets start
+    # depth 110, BN over 64): chosen by measurement (docs, "How the quick budget was chosen"): deeper nets start
     # slower at lr 0.1, and the warm-up and the cosine narrow that gap most.
     "quick": Budget("quick", 2_400 / 64_000, {"lr_schedule": "cosine", "warmup_iters": 240, "log_interval": 50,
                                               "bn_batch": 0}, seeds=2),
@@ -227,7 +227,7 @@ _NOT_HASHED = RESUMABLE_CHANGES - {"precision", "data"}
 
 
 # Forward multiply-adds per second while training (bf16, 2 CPU cores of this project's machines): ResNet-20 trains at
-# about 1,250 img/s (40.6M multiply-adds an image) and ResNet-56 at about 480 (125.5M), README's training table.
+# about 1,250 img/s (40.6M multiply-adds an image) and ResNet-56 at about 480 (125.5M), the docs' training table.
 TRAIN_MACS_PER_S = 5.5e10
 
 

@@ -93,11 +93,11 @@ class TrainConfig:
 
     # how
     device: str = "auto"  # auto: cuda if available, else cpu
-    # auto: bf16 autocast where the hardware has bf16 units (about 1.5x fp32 on such CPUs; the README's Speed section
+    # auto: bf16 autocast where the hardware has bf16 units (about 1.5x fp32 on such CPUs; the docs' Speed page
     # compares its test error with fp32's), else fp32. The paper trained in fp32 (2015 predates mixed precision).
     precision: Precision = "auto"
     # The recorded validation/test errors are the fp32 model's: bf16 inference changed 0.76% of the quick ResNet-56's
-    # test predictions (README, Speed), and evaluating costs about 1% of a CIFAR run.
+    # test predictions (docs, Speed), and evaluating costs about 1% of a CIFAR run.
     eval_precision: Precision = "fp32"
     channels_last: bool = True  # NHWC memory layout (faster convolutions on CPUs and GPUs; same results)
     # in-memory data (CIFAR) kept on the training device, augmented there; auto: on CUDA only (same batches)
@@ -172,7 +172,7 @@ RECIPE_NOTES: dict[str, str] = {
 
 _SCALED = ("milestones", "max_iters", "eval_interval", "log_interval", "warmup_iters")
 # An evaluation (5k validation + 10k test images, in fp32) costs about as much as 50 training steps of the same net
-# in bf16 (README, "What evaluation costs"), so a scaled schedule never evaluates more often than every
+# in bf16 (docs, Speed: "What evaluation costs"), so a scaled schedule never evaluates more often than every
 # MIN_EVAL_INTERVAL iterations (the paper's own interval here): about 5% of a run's time. Runs shorter than this
 # evaluate once, at the end (that one evaluation is still about 10% of a 500-iteration run).
 MIN_EVAL_INTERVAL = 1000
