@@ -61,7 +61,8 @@ def run(ctx: Context, include_1202: bool = False, seeds: int | None = None) -> P
     records = ctx.train(specs_)
     rows = summarise(records)
     public = list(specs.PUBLIC_REPRODUCTIONS)
-    table = Table(["net", "params", "seeds", "best (%)", "mean ± std (%)", "paper (%)", *public], [],
+    table = Table(["net", "params", "seeds", "best (%)", "mean ± std (%)", "paper (%)",
+                   *(name.split("/")[0] for name in public)], [],  # the owners; the notes name the repositories
                   [False] + [True] * (5 + len(public)))
     for r in rows:
         mean = f"{fmt(r['mean'])} ± {fmt(r['std'])}" if r["std"] is not None else fmt(r["mean"])  # type: ignore[arg-type]
