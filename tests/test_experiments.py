@@ -308,3 +308,29 @@ def test_shortcut_note_reads_the_papers_numbers_from_specs(monkeypatch: pytest.M
     c = specs.PAPER_VARIANTS[("resnet34", "C")]
     monkeypatch.setitem(specs.PAPER_VARIANTS, ("resnet34", "C"), dataclasses.replace(c, top1_10crop=23.5))
     assert "A 25.03, B 24.52, C 23.50, i.e." in shortcuts.paper_note()  # written down once, in specs
+
+
+def test_the_noise_is_recorded_beside_the_runs_and_read_back_only_for_the_same_setup(
+        data: Path, tmp_path: Path) -> None:
+    """The two ResNet-20 seeds measure a budget's noise; their record (noise.json) keeps it when their runs are not
+    kept (the quick budget's runs stay local), and a different setup (another key) does not take it."""
+    import shutil
+
+    from resnetlab.experiments.runner import Context, RunSpec, get_budget
+
+    def ctx(*extra: str) -> Context:
+        return Context("table6", get_budget("smoke"), str(data), tmp_path / "out", tmp_path / "runs",
+                       str(tmp_path / "cache"), [*SMOKE, *extra], progress=False)
+
+    first = ctx()
+    assert first.noise is None  # nothing has run
+    first.train([RunSpec("resnet20", 0), RunSpec("resnet20", 1)])
+    record = json.loads(first.noise_path.read_text())
+    assert first.noise_path == tmp_path / "runs" / first.data_name / "smoke" / "noise.json"
+    errors = [(s["test_error"], s["final_train_error"]) for s in record["seeds"]]
+    expected = (round(abs(errors[0][0] - errors[1][0]), 2), round(abs(errors[0][1] - errors[1][1]), 2))
+    assert first.noise == expected == tuple(record["noise"])  # the final models' full-pass training errors
+    for seed in (0, 1):
+        shutil.rmtree(first.run_dir(RunSpec("resnet20", seed)))
+    assert ctx().noise == expected  # the runs are gone: the record stands for them
+    assert ctx("lr=0.05").noise is None  # another setup: other keys, not measured

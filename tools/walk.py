@@ -22,9 +22,9 @@ from typing import Any
 # Top to bottom: a module may call down, or within its layer; a call into a higher layer is a climb.
 LAYERS = [
     ("api and cli", ("resnetlab.cli", "resnetlab.__init__")),
-    ("experiments", ("resnetlab.experiments",)),
+    ("experiments and release", ("resnetlab.experiments", "resnetlab.release")),  # cards sit above evaluation
     ("train", ("resnetlab.train",)),
-    ("weights", ("resnetlab.release", "resnetlab.pretrained", "resnetlab.interop", "resnetlab.safeweights",
+    ("weights", ("resnetlab.pretrained", "resnetlab.interop", "resnetlab.safeweights",
                  "resnetlab.transforms", "resnetlab.export", "resnetlab.predict", "resnetlab.inference",
                  "resnetlab.weights")),
     ("models and data", ("resnetlab.models", "resnetlab.data", "resnetlab.figures")),

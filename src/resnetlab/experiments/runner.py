@@ -144,8 +144,19 @@ class Context:
     @property
     def noise(self) -> tuple[float, float] | None:
         """The budget's noise on this data: the (test, training) error spread of ResNet-20 seeds 0 and 1, in points,
-        from their finished runs (computed, never typed in); None until both have run. A margin between two nets
-        within it is a tie, not a finding; without it a margin only has a direction."""
+        computed from their finished runs, or from their record (``noise.json`` beside the budget's runs, written
+        when both finished: a budget whose runs are not committed keeps its noise there), never typed in. None until
+        both have run. A margin between two nets within it is a tie, not a finding; without it a margin only has a
+        direction."""
+        found = self._noise_runs() or self._noise_record()
+        return (float(found["noise"][0]), float(found["noise"][1])) if found is not None else None
+
+    @property
+    def noise_path(self) -> Path:
+        return self.runs_dir / self.data_name / self.budget.name / "noise.json"
+
+    def _noise_runs(self) -> dict[str, Any] | None:
+        """The noise and the two runs that measure it, if both are finished here."""
         records = []
         for seed in (0, 1):
             spec = RunSpec("resnet20", seed)
@@ -156,8 +167,27 @@ class Context:
         a, b = records
         if None in (a.test_error, b.test_error, a.judged_train_error, b.judged_train_error):
             return None
-        return (round(abs(a.test_error - b.test_error), 2),  # type: ignore[operator]
-                round(abs(a.judged_train_error - b.judged_train_error), 2))  # type: ignore[operator]
+        noise = (round(abs(a.test_error - b.test_error), 2),  # type: ignore[operator]
+                 round(abs(a.judged_train_error - b.judged_train_error), 2))  # type: ignore[operator]
+        seeds = [{"run": Path(r.run_dir).name, "test_error": r.test_error, "train_error": r.train_error,
+                  "final_train_error": r.final_train_error} for r in records]
+        return {"budget": self.budget.name, "data": self.data_name, "noise": list(noise), "seeds": seeds}
+
+    def _noise_record(self) -> dict[str, Any] | None:
+        """The recorded noise, if it was measured by the runs this setup would train (the same keys)."""
+        try:
+            record = json.loads(self.noise_path.read_text())
+        except (OSError, ValueError):
+            return None
+        names = [self.run_dir(RunSpec("resnet20", seed)).name for seed in (0, 1)]
+        return record if [s.get("run") for s in record.get("seeds", [])] == names else None
+
+    def record_noise(self) -> None:
+        """Write ``noise.json`` when both noise runs are finished (and it says something new)."""
+        measured = self._noise_runs()
+        if measured is not None and measured != self._noise_record():
+            text = json.dumps(measured, indent=2) + "\n"
+            atomic_write(self.noise_path, lambda f: f.write(text.encode()))
 
     @property
     def out(self) -> Path:
@@ -212,6 +242,7 @@ class Context:
             if result is None:
                 result = fit(cfg, run_dir, resume="auto", data=self.bundle(cfg), progress=self.progress)
             records.append(RunRecord.from_result(spec, result))
+        self.record_noise()
         return records
 
     @property
