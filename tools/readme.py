@@ -190,7 +190,7 @@ def _tracked(folder: Path) -> list[Path]:
 def paper_block() -> str:
     """One line per committed paper-budget run: its final errors, or how far it got and its last evaluation."""
     from resnetlab.models.specs import paper_numbers
-    from resnetlab.train.checkpoint import checkpoint_iteration
+    from resnetlab.runfiles import checkpoint_iteration
     from resnetlab.train.metrics import read_metrics
 
     files = _tracked(PAPER_RUNS)
@@ -244,7 +244,7 @@ def headline_block() -> str:
     """The paper against this project on the official pixels, one row per net of Table 6 and Fig. 1: the finished
     run's final errors, "running" for a run committed with its newest checkpoint, "not yet" before."""
     from resnetlab.models.specs import PUBLIC_REPRODUCTIONS, paper_numbers
-    from resnetlab.train.checkpoint import checkpoint_iteration
+    from resnetlab.runfiles import checkpoint_iteration
 
     files = _tracked(OFFICIAL_RUNS)
     runs: dict[str, Path] = {}

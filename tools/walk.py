@@ -28,7 +28,7 @@ LAYERS = [
                  "resnetlab.transforms", "resnetlab.export", "resnetlab.predict", "resnetlab.inference",
                  "resnetlab.weights")),
     ("models and data", ("resnetlab.models", "resnetlab.data", "resnetlab.figures")),
-    ("base", ("resnetlab.errors", "resnetlab.runtime", "resnetlab.io")),
+    ("base", ("resnetlab.errors", "resnetlab.runtime", "resnetlab.io", "resnetlab.runfiles")),
 ]
 
 

@@ -31,6 +31,7 @@ from .errors import ResNetLabError
 from .io import atomic_write
 from .models import create_model, list_weights, specs, weights_entry
 from .models.weights import load_state_dict, strip_prefixes
+from .runfiles import WEIGHTS_NAME, list_checkpoints
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -228,10 +229,8 @@ def resolve_source(spec: str | Path) -> str | Path:
     text = str(spec)
     path = Path(text)
     if path.is_dir():
-        from .train.checkpoint import list_checkpoints
-
-        if (path / "model.safetensors").is_file():
-            return path / "model.safetensors"
+        if (path / WEIGHTS_NAME).is_file():
+            return path / WEIGHTS_NAME
         found = list_checkpoints(path)
         if not found:
             raise ResNetLabError(f"{path} is a folder without a finished run's model.safetensors or a checkpoint: "

@@ -32,10 +32,11 @@ from ..data.known import data_name, known_data
 from ..data.stream import StreamData
 from ..errors import ResNetLabError
 from ..io import atomic_write
+from ..runfiles import WEIGHTS_NAME
 from ..train import TrainConfig, fit, load_data, resolve_config
 from ..train.config import recipe_config
 from ..train.device import resolve_precision
-from ..train.engine import WEIGHTS_NAME, RunResult
+from ..train.engine import RunResult
 from ..train.resume import RESUMABLE_CHANGES, config_differences, read_run_config
 
 

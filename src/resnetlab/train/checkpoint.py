@@ -11,7 +11,6 @@ import contextlib
 import errno
 import io
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +18,12 @@ import torch
 
 from ..errors import ResNetLabError
 from ..io import atomic_write, checksum_path, read_checksum, sha256_hex, write_checksum
+from ..runfiles import checkpoint_iteration, checkpoint_name, list_checkpoints  # noqa: F401 (re-exported)
 
 FORMAT = "resnetlab.checkpoint"
 VERSION = 1
-_NAME = re.compile(r"checkpoint-(\d{7,})\.pt")
-
-
 class CheckpointError(ResNetLabError):
     """A checkpoint that cannot be used: corrupt, truncated, foreign, or failing its checksum."""
-
-
-def checkpoint_name(iteration: int) -> str:
-    return f"checkpoint-{iteration:07d}.pt"
-
-
-def checkpoint_iteration(name: str) -> int | None:
-    """The iteration in a checkpoint's file name (``checkpoint_name``'s inverse); None for any other file."""
-    m = _NAME.fullmatch(name)
-    return int(m.group(1)) if m else None
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
@@ -104,13 +91,6 @@ def load_checkpoint(path: str | Path, require_checksum: bool = True) -> dict[str
     if obj.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {obj.get('version')}; this resnetlab reads {VERSION}")
     return obj
-
-
-def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """(iteration, path) of every checkpoint file in ``run_dir``, oldest first (valid or not)."""
-    if not run_dir.is_dir():
-        return []
-    return sorted((it, p) for p in run_dir.iterdir() if (it := checkpoint_iteration(p.name)) is not None)
 
 
 def latest_checkpoint(run_dir: Path, log: Any = print) -> tuple[Path, dict[str, Any]] | None:

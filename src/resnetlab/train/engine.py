@@ -34,6 +34,7 @@ from ..data import DataBundle, load_dataset, make_bundle
 from ..data.stream import StreamData
 from ..errors import ResNetLabError
 from ..io import atomic_write
+from ..runfiles import WEIGHTS_NAME
 from ..runtime import tune_allocator
 from ..safeweights import save_weights
 from . import checkpoint as ckpt
@@ -49,7 +50,6 @@ _clock = time.perf_counter  # the engine's clock (tests replace it to pin throug
 # torch.OutOfMemoryError is torch >= 2.5's name; older ones raise torch.cuda.OutOfMemoryError (a RuntimeError).
 OUT_OF_MEMORY: type[Exception] = getattr(torch, "OutOfMemoryError", getattr(torch.cuda, "OutOfMemoryError",
                                                                               RuntimeError))
-WEIGHTS_NAME = "model.safetensors"  # a finished run's final weights (safeweights.py): what experiments reuse
 
 
 @dataclass
