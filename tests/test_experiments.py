@@ -334,3 +334,61 @@ def test_the_noise_is_recorded_beside_the_runs_and_read_back_only_for_the_same_s
         shutil.rmtree(first.run_dir(RunSpec("resnet20", seed)))
     assert ctx().noise == expected  # the runs are gone: the record stands for them
     assert ctx("lr=0.05").noise is None  # another setup: other keys, not measured
+
+
+def test_a_run_made_in_the_other_precision_is_found_and_never_resumed_in_a_precision_it_did_not_start_in(
+        data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """precision="auto" is bf16 only where the hardware has it. Moving to other hardware, a finished run is reused
+    whatever it trained in; an unfinished fp32 run resumes in fp32; an unfinished bf16 run on hardware without bf16
+    is left out with one line that says how to go on, and its checkpoint is untouched."""
+    from resnetlab.errors import ResNetLabError
+    from resnetlab.experiments.runner import Context, RunSpec, get_budget
+    from resnetlab.train import engine
+
+    def machine(bf16: bool) -> None:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+
+    def ctx(*extra: str) -> Context:
+        return Context("table6", get_budget("smoke"), str(data), tmp_path / "out", tmp_path / "runs",
+                       str(tmp_path / "cache"), [*SMOKE, "device=cpu", "model=resnet8", *extra], progress=False)
+
+    original = engine.Trainer.train_step
+    steps = {"n": 0, "die_at": 0}
+
+    def step(self, images, labels):
+        steps["n"] += 1
+        if steps["n"] == steps["die_at"]:
+            raise KeyboardInterrupt
+        return original(self, images, labels)
+
+    monkeypatch.setattr(engine.Trainer, "train_step", step)
+    finished, cut_bf16, cut_fp32 = RunSpec("resnet8", 0), RunSpec("resnet8", 1), RunSpec("resnet8", 2)
+    machine(bf16=True)
+    ctx().train([finished])  # 6 steps, in bf16
+    steps["die_at"] = 11  # the second run dies after its checkpoint at iteration 3
+    with pytest.raises(KeyboardInterrupt):
+        ctx().train([cut_bf16])
+    bf16_dir = ctx().run_dir(cut_bf16)
+    machine(bf16=False)
+    steps.update(n=0, die_at=5)
+    with pytest.raises(KeyboardInterrupt):
+        ctx().train([cut_fp32])  # fp32 here: dies after its checkpoint at 3
+
+    # On the machine without bf16: the finished bf16 run is reused; the unfinished one is left out, said in one line.
+    steps.update(n=0, die_at=0)
+    assert [(r.seed, r.iterations) for r in ctx().train([finished])] == [(0, 6)] and steps["n"] == 0
+    assert json.loads((ctx().run_dir(finished) / "summary.json").read_text())["precision"] == "bf16"
+    with pytest.raises(ResNetLabError, match=r"^resnet8 seed 1: unfinished in bf16 at 3 of 6 iterations .*--set "
+                                             r"precision=bf16 .*--set precision=fp32$"):
+        ctx().train([cut_bf16])
+    assert steps["n"] == 0 and ctx().run_dir(cut_bf16) != bf16_dir  # nothing ran; its folder would be a new one
+    assert [p.name for p in sorted(bf16_dir.glob("checkpoint-*.pt"))] == ["checkpoint-0000003.pt"]
+    assert ctx("precision=bf16").run_dir(cut_bf16) == bf16_dir  # pinned: found under its own key
+
+    # On a bf16 machine the unfinished fp32 run resumes in fp32 (3 more steps), in its own folder.
+    machine(bf16=True)
+    fp32_cfg, fp32_dir = ctx().placed(cut_fp32)
+    assert fp32_cfg.precision == "fp32" and (fp32_dir / "checkpoint-0000003.pt").is_file()
+    assert [(r.seed, r.iterations) for r in ctx().train([cut_fp32])] == [(2, 6)] and steps["n"] == 3
+    assert json.loads((fp32_dir / "summary.json").read_text())["precision"] == "fp32"

@@ -21,7 +21,7 @@ import platform
 import shlex
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,12 +32,12 @@ from ..data.known import data_name, known_data
 from ..data.stream import StreamData
 from ..errors import ResNetLabError
 from ..io import atomic_write
-from ..runfiles import WEIGHTS_NAME
+from ..runfiles import WEIGHTS_NAME, list_checkpoints
 from ..train import TrainConfig, fit, load_data, resolve_config
 from ..train.config import recipe_config
 from ..train.device import resolve_precision
 from ..train.engine import RunResult
-from ..train.resume import RESUMABLE_CHANGES, config_differences, read_run_config
+from ..train.resume import RESUMABLE_CHANGES, config_differences, has_run, read_run_config
 
 
 @dataclass(frozen=True)
@@ -125,10 +125,42 @@ class Context:
         pairs += self.overrides
         return resolve_config(self.recipe, pairs, scale=self.budget.scale)
 
-    def run_dir(self, spec: RunSpec) -> Path:
-        cfg = self.config(spec)
+    def _key_dir(self, spec: RunSpec, cfg: TrainConfig) -> Path:
         key = config_hash(cfg, data_identity(self.bundle(cfg)))
         return self.runs_dir / self.data_name / self.budget.name / f"{spec.label}-s{spec.seed}-{key}"
+
+    def placed(self, spec: RunSpec) -> tuple[TrainConfig, Path]:
+        """The config ``spec`` trains with and its run folder: the key of its config as this machine resolves it,
+        unless that folder holds no run while the same config in the other training precision has one that is
+        finished, or unfinished in fp32 (which resumes exactly anywhere). precision="auto" means bf16 only where
+        the hardware has it, so a run made on other hardware is found rather than trained again."""
+        cfg = self.config(spec)
+        here = self._key_dir(spec, cfg)
+        twin = precision_twin(cfg)
+        if twin is None or has_run(here):
+            return cfg, here
+        there = self._key_dir(spec, twin)
+        if finished_run(there, twin) is not None or (twin.precision == "fp32" and has_run(there)):
+            return twin, there
+        return cfg, here
+
+    def run_dir(self, spec: RunSpec) -> Path:
+        return self.placed(spec)[1]
+
+    def stranded(self, spec: RunSpec) -> str | None:
+        """Why ``spec`` is left out here, if its only run is unfinished in bf16 and this machine has no bf16 units
+        (resuming it in fp32 would not be the run its key names; emulated bf16 is about 10x slower than fp32)."""
+        cfg, here = self.placed(spec)
+        twin = precision_twin(cfg)
+        if twin is None or twin.precision != "bf16" or has_run(here):
+            return None
+        there = self._key_dir(spec, twin)
+        if not has_run(there):
+            return None
+        done = max((it for it, _ in list_checkpoints(there)), default=0)
+        return (f"unfinished in bf16 at {done:,} of {twin.max_iters:,} iterations ({there}), and this machine has "
+                "no bf16 units, so it is left out here: resume it on a CPU or GPU with bf16, or here with --set "
+                "precision=bf16 (emulated, about 10x slower), or train it afresh in fp32 with --set precision=fp32")
 
     @property
     def data_name(self) -> str:
@@ -214,11 +246,14 @@ class Context:
                 hint = f"did you mean {', '.join(close)}? " if close else ""
                 raise ResNetLabError(f"--only {name}: {self.experiment} has no such net; {hint}its nets: "
                                      f"{', '.join(labels)}")
-        plan = [(spec, self.config(spec), self.run_dir(spec)) for spec in specs]
+        plan = [(spec, *self.placed(spec)) for spec in specs]
         done = {run_dir for _, cfg, run_dir in plan if finished_run(run_dir, cfg) is not None}
+        stranded = {spec: why for spec, _, _ in plan if (why := self.stranded(spec)) is not None}
         to_train = [(spec, cfg) for spec, cfg, run_dir in plan if run_dir not in done and self.train_missing
-                    and (not self.only or spec.label in self.only)]
+                    and (not self.only or spec.label in self.only) and spec not in stranded]
         where = self.runs_dir / self.data_name / self.budget.name
+        if not done and not to_train and stranded:
+            raise ResNetLabError("; ".join(f"{spec.label} seed {spec.seed}: {why}" for spec, why in stranded.items()))
         if not done and not to_train:
             hours = sum(estimated_seconds(cfg) for _, cfg, _ in plan) / 3600
             raise ResNetLabError(
@@ -234,9 +269,11 @@ class Context:
         records = []
         for i, (spec, cfg, run_dir) in enumerate(plan, 1):
             result = finished_run(run_dir, cfg)
-            trains = self.train_missing and (not self.only or spec.label in self.only)
-            status = "finished, reused" if result else "training" if trains else "not trained, left out"
-            print(f"[{i}/{len(specs)}] {spec.label} seed {spec.seed}: {status} ({run_dir})", flush=True)
+            trains = self.train_missing and (not self.only or spec.label in self.only) and spec not in stranded
+            status = ("finished, reused" if result else "training" if trains else stranded.get(spec)
+                      or "not trained, left out")
+            where_run = "" if spec in stranded else f" ({run_dir})"  # a stranded run's line names its folder
+            print(f"[{i}/{len(specs)}] {spec.label} seed {spec.seed}: {status}{where_run}", flush=True)
             if result is None and not trains:
                 self.missing.append(f"{spec.label} seed {spec.seed}")
                 continue
@@ -295,6 +332,14 @@ def config_hash(cfg: TrainConfig, data_id: str) -> str:
     if (precision := resolve_precision(cfg.precision, cfg.device)) != "fp32":
         d["precision"] = precision
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def precision_twin(cfg: TrainConfig) -> TrainConfig | None:
+    """With precision="auto": ``cfg`` pinned to the precision that "auto" does not pick on this machine (bf16 where
+    it picks fp32, and back). None when the precision is pinned already."""
+    if cfg.precision != "auto":
+        return None
+    return replace(cfg, precision="bf16" if resolve_precision("auto", cfg.device) == "fp32" else "fp32")
 
 
 def finished_run(run_dir: Path, cfg: TrainConfig) -> RunResult | None:
