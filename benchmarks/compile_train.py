@@ -19,8 +19,7 @@ import time
 import torch
 
 from resnetlab.data import load_dataset, make_bundle
-from resnetlab.experiments.runner import machine
-from resnetlab.runtime import tune_allocator
+from resnetlab.runtime import machine, tune_allocator
 from resnetlab.train import TrainConfig
 from resnetlab.train.trainer import Trainer
 

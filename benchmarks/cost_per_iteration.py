@@ -15,8 +15,7 @@ import time
 
 from speed_common import library_trainer
 
-from resnetlab.experiments.runner import machine
-from resnetlab.runtime import tune_allocator
+from resnetlab.runtime import machine, tune_allocator
 
 BUDGETS = {"quick": 2_400, "medium": 6_400, "paper": 64_000}
 

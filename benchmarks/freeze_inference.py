@@ -16,9 +16,8 @@ import torch
 import torch._inductor.config as inductor_config
 
 import resnetlab
-from resnetlab.experiments.runner import machine
 from resnetlab.inference import InferenceModel
-from resnetlab.runtime import tune_allocator
+from resnetlab.runtime import machine, tune_allocator
 
 
 def main() -> None:

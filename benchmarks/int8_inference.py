@@ -21,9 +21,8 @@ import torch.nn.functional as F
 
 import resnetlab
 from resnetlab.data import load_dataset, normalize
-from resnetlab.experiments.runner import machine
 from resnetlab.inference import InferenceModel
-from resnetlab.runtime import tune_allocator
+from resnetlab.runtime import machine, tune_allocator
 
 
 def functional_relus(model: torch.nn.Module) -> torch.nn.Module:

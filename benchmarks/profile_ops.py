@@ -16,10 +16,9 @@ from speed_common import train_step_fn
 from torch.profiler import ProfilerActivity, profile
 
 from resnetlab import create_model
-from resnetlab.experiments.runner import machine
 from resnetlab.inference import InferenceModel
 from resnetlab.models.complexity import complexity
-from resnetlab.runtime import tune_allocator
+from resnetlab.runtime import machine, tune_allocator
 
 CPU = torch.device("cpu")
 TOP = 12

@@ -25,10 +25,9 @@ from speed_process import bench_allocator, bench_memory, bench_threads
 
 from resnetlab import create_model
 from resnetlab.data import BatchLoader, apply_crop_flip, draw_crop_flip, normalize
-from resnetlab.experiments.runner import machine
 from resnetlab.inference import InferenceModel
 from resnetlab.models.complexity import complexity
-from resnetlab.runtime import tune_allocator
+from resnetlab.runtime import machine, tune_allocator
 
 # --- the machine's limit ------------------------------------------------------------------------------------------
 LIMIT_SIZES = (1024, 2048, 3072, 4096)

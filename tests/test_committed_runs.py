@@ -17,6 +17,7 @@ from resnetlab.experiments.runner import BUDGETS, Context, RunSpec, config_hash,
 from resnetlab.safeweights import load_weights
 from resnetlab.train import TrainConfig
 from resnetlab.train.checkpoint import latest_checkpoint
+from resnetlab.train.device import resolve_precision
 
 RUNS = REPO / "runs"
 CIFAR_EXPERIMENTS = ("degradation", "table6", "responses", "shortcuts")
@@ -51,6 +52,16 @@ def _digest(run: Path) -> str:
     return next(k.digest for k in KNOWN_DATA if k.name == run.parent.parent.name)
 
 
+def _precision(run: Path) -> str:
+    """What a committed run trains in, as it recorded it (its summary, else its newest checkpoint): precision="auto"
+    hashes as what it resolves to on the machine at hand, which need not be the one the run trained on."""
+    if (run / "summary.json").is_file():
+        return json.loads((run / "summary.json").read_text())["precision"]
+    found = latest_checkpoint(run, log=pytest.fail)
+    assert found is not None, run
+    return found[1]["precision"]
+
+
 def test_every_committed_run_is_under_the_key_of_its_config_and_data() -> None:
     """Fast: the key recomputed from config.json and the data's digest, without the data. A change that moves any
     key (the config's hashing, the data's digest) fails here at once."""
@@ -59,6 +70,8 @@ def test_every_committed_run_is_under_the_key_of_its_config_and_data() -> None:
     for run in runs:
         digest = _digest(run)
         cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+        assert cfg.precision == "auto", run
+        cfg.precision = _precision(run)  # "auto" as it resolved where the run trained
         assert run.name.rsplit("-", 1)[1] == config_hash(cfg, digest), run
         assert run.parent.parent.name == data_name(digest) and known_data(digest) is not None, run
         assert run.parent.parent.parent == RUNS and run.parent.name in BUDGETS, run
@@ -87,11 +100,20 @@ def test_unfinished_committed_runs_are_found_under_their_key_and_continue_from_o
     if not runs:
         pytest.skip("every committed run is finished")
     for run in runs:
-        ctx = Context("degradation", get_budget(run.parent.name), str(real_data(run.parent.parent.name)), tmp_path,
-                      RUNS, overrides=_overrides(run), progress=False)
+        def ctx(*pinned: str, run: Path = run) -> Context:
+            return Context("degradation", get_budget(run.parent.name), str(real_data(run.parent.parent.name)),
+                           tmp_path, RUNS, overrides=[*_overrides(run), *pinned], progress=False)
+
         config = json.loads((run / "config.json").read_text())
         spec = RunSpec(config["model"], config["seed"], tuple(config["model_kwargs"].items()))
-        assert ctx.run_dir(spec) == run  # `resnetlab reproduce ... --budget <its budget>` resumes it
+        precision = _precision(run)
+        assert ctx(f"precision={precision}").run_dir(spec) == run  # found under its key wherever it is asked for
+        # `resnetlab reproduce ... --budget <its budget>` resumes it where "auto" resolves to its precision; elsewhere
+        # it is left out with one line that names it (a bf16 run is not continued in fp32)
+        if resolve_precision("auto") == precision:
+            assert ctx().run_dir(spec) == run
+        else:
+            assert str(run.relative_to(REPO)) in (ctx().stranded(spec) or ""), run
         found = latest_checkpoint(run, log=pytest.fail)  # the checkpoint loads and verifies
         committed_ckpts = [p for p in tracked(run) if p.name.startswith("checkpoint-") and p.suffix == ".pt"]
         assert found is not None and committed_ckpts == [found[0]], run  # one checkpoint committed: the newest

@@ -392,3 +392,24 @@ def test_a_run_made_in_the_other_precision_is_found_and_never_resumed_in_a_preci
     assert fp32_cfg.precision == "fp32" and (fp32_dir / "checkpoint-0000003.pt").is_file()
     assert [(r.seed, r.iterations) for r in ctx().train([cut_fp32])] == [(2, 6)] and steps["n"] == 3
     assert json.loads((fp32_dir / "summary.json").read_text())["precision"] == "fp32"
+
+
+def test_margins_read_as_mean_plus_minus_std_with_a_plain_sentence() -> None:
+    from resnetlab.experiments.degradation import finding_lines
+    from resnetlab.experiments.runner import judge, judged_lines
+
+    found = [judge("b below a", 1.2, 0.54), judge("c below b", 0.3, 0.54), judge("d below c", -0.9, 0.54),
+             judge("e below d", 0.2, None)]
+    lines = judged_lines(found, "test 0.54 points")
+    assert lines[0] == lines[2] == "" and "mean ± std" in lines[1] and "(test 0.54 points)" in lines[1]
+    assert lines[3:] == [
+        "- b below a: **+1.20 ± 0.54 points**, shown: larger than its ±, in the paper's direction.",
+        "- c below b: **+0.30 ± 0.54 points**, a tie: within its ±, so this budget cannot tell the two apart.",
+        "- d below c: **-0.90 ± 0.54 points**, reversed: larger than its ±, against the paper's direction.",
+        "- e below d: **+0.20 ± ? points**, leaning: in the paper's direction, but its ± is not measured at this "
+        "budget yet, so it is no finding."]
+    assert "not measured yet (shown as ± ?)" in judged_lines(found, None)[1]
+    both = {"finding": 3, "what": "b beats a", "margin": 0.51, "train_margin": 0.97, "noise": 0.54,
+            "train_noise": 0.19, "verdict": "tie"}
+    assert finding_lines([both]) == ["- finding 3: b beats a: **test +0.51 ± 0.54, training +0.97 ± 0.19 points**, "
+                                     "a tie: not both beyond their ±, so this budget cannot tell the two apart."]

@@ -1,4 +1,5 @@
-"""Process-wide settings the library chooses for speed, so that users do not have to: the memory allocator here;
+"""The machine a process runs on (``machine``, recorded by runs and results), and process-wide settings the library
+chooses for speed, so that users do not have to: the memory allocator here;
 the intra-op thread count in ``train.device.set_threads``. ``benchmarks/speed.py`` shows the effect of each.
 
 glibc's malloc hands every block above its (adaptive) mmap threshold to the kernel as fresh pages and unmaps it when
@@ -14,7 +15,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import platform
 import sys
+from pathlib import Path
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's <malloc.h>
 MMAP_THRESHOLD = 32 << 20  # glibc's upper bound for it on 64-bit systems
@@ -37,3 +40,20 @@ def tune_allocator() -> bool:
         return False
     return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(M_TRIM_THRESHOLD,
                                                                                        TRIM_THRESHOLD))
+
+
+def machine() -> str:
+    """The CPU, its cores, the GPU, Python and PyTorch: what a run's speed and precision depend on."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {cores} cores, {gpu}; Python {platform.python_version()}, PyTorch {torch.__version__}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
@@ -20,6 +20,8 @@ from .cifar import download as download_release
 from .cifar import get_release, is_official, load_official
 from .errors import DATA_HINT, DataError
 from .folder import load_image_folder
+from .loader import BatchLoader
+from .resident import ResidentBatchLoader
 
 __all__ = [
     "DataBundle",
@@ -208,10 +210,47 @@ class DataBundle:
         for split, y in (("training", self.train_y), ("validation", self.val_y), ("test", self.test_y)):
             check_labels(y, len(self.classes), f"{split} labels")
 
+    # The data-source interface (shared with a streamed folder, ``stream.StreamData``): what the trainer asks of its
+    # data, so that it never asks which kind it has.
+    can_reside: ClassVar[bool] = True  # the whole set fits on the training device (data_on_device)
+
     @property
     def num_classes(self) -> int:
         """Number of classes."""
         return len(self.classes)
+
+    @property
+    def input_size(self) -> int:
+        return int(self.train_x.shape[-1])
+
+    def arrays(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uint8 images, labels) of "train", "val" or "test"."""
+        return {"train": (self.train_x, self.train_y), "val": (self.val_x, self.val_y),
+                "test": (self.test_x, self.test_y)}[split]
+
+    def split_size(self, split: str) -> int:
+        return int(self.arrays(split)[0].shape[0])
+
+    def check(self) -> None:
+        """Every split's labels lie in [0, classes) (checked when made; again here, as they may have changed)."""
+        for split, name in (("train", "training"), ("val", "validation"), ("test", "test")):
+            check_labels(self.arrays(split)[1], self.num_classes, f"{name} labels")
+
+    @property
+    def split_digest(self) -> str:
+        """SHA-256 of the images, labels and split as trained on: stored in every checkpoint, so that a resume on
+        other data (or another split) is refused."""
+        return tensor_digest((self.train_x, self.train_y, self.val_x, self.val_y, self.test_x, self.test_y),
+                             "\n".join(self.classes).encode())
+
+    def train_loader(self, batch_size: int, seed: int, *, rank: int = 0, world_size: int = 1,
+                     device: torch.device | None = None, pad: int = 4, flip: bool = True,
+                     pin_memory: bool = False) -> BatchLoader:
+        """Augmented training batches (pad-crop-flip, Sec. 4.2) of this rank; with ``device`` they are cut from a
+        copy of the set kept there (no host-to-device copy per step)."""
+        args = {"x": self.train_x, "y": self.train_y, "batch_size": batch_size, "seed": seed, "train": True,
+                "pad": pad, "flip": flip, "rank": rank, "world_size": world_size}
+        return BatchLoader(**args) if device is None else ResidentBatchLoader(**args, device=device)
 
 
 def make_bundle(

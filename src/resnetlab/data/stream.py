@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -463,6 +463,9 @@ class StreamData:
     workers: int = 8
     skip_bad: bool = False
 
+    # The data-source interface (shared with in-memory data, ``datasets.DataBundle``).
+    can_reside: ClassVar[bool] = False  # decoded by workers on the host, batch by batch
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
@@ -470,6 +473,14 @@ class StreamData:
     @property
     def input_size(self) -> int:
         return self.augment.crop
+
+    def check(self) -> None:
+        """Nothing to check: the labels are the class folders' indices."""
+
+    @property
+    def split_digest(self) -> str:
+        """As ``digest``: the split is part of the file lists it hashes."""
+        return self.digest
 
     @property
     def view_spec(self) -> ViewSpec:
@@ -490,7 +501,13 @@ class StreamData:
         return h.hexdigest()
 
     def train_loader(self, batch_size: int, seed: int, *, rank: int = 0, world_size: int = 1,
+                     device: torch.device | None = None, pad: int = 4, flip: bool = True,
                      pin_memory: bool = False) -> StreamLoader:
+        """Augmented training batches of this rank, decoded by the workers. The augmentation is the folder's own
+        (``augment``, set when it was loaded: scale, crop, flip, colour), so ``pad`` and ``flip``, the in-memory
+        sets' pad-crop-flip, do not apply; ``device`` must be None (``can_reside`` is False)."""
+        if device is not None:
+            raise DataError("a streamed folder is decoded on the host; it cannot be kept on the device")
         return StreamLoader(self.root, self.splits["train"], self.augment, batch_size, seed, rank=rank,
                             world_size=world_size, workers=self.workers, skip_bad=self.skip_bad,
                             pin_memory=pin_memory)

@@ -13,7 +13,19 @@ from typing import Any
 from ..figures import save_figure
 from ..models import specs
 from ..train.metrics import read_metrics, series
-from .runner import Context, RunRecord, RunSpec, Table, fmt, judge, verdict, write_results
+from .runner import (
+    Context,
+    RunRecord,
+    RunSpec,
+    Table,
+    claim_sentence,
+    fmt,
+    judge,
+    margin_text,
+    margins_note,
+    verdict,
+    write_results,
+)
 
 PLAIN = (20, 32, 44, 56)
 RESNET = (20, 32, 44, 56, 110)
@@ -184,13 +196,11 @@ def findings(by_model: dict[str, RunRecord], noise: tuple[float, float] | None =
 def finding_lines(found: list[dict[str, Any]]) -> list[str]:
     lines = []
     for f in found:
-        margin = f"{f['margin']:+.2f} points"
+        margins = margin_text(f["margin"], f["noise"]) + " points"
         if "train_margin" in f:
-            margin = f"test {f['margin']:+.2f}, training {f['train_margin']:+.2f} points"
-        noise = "not measured at this budget" if f["noise"] is None else f"{f['noise']:.2f} points"
-        if f.get("train_noise") is not None:
-            noise = f"test {f['noise']:.2f}, training {f['train_noise']:.2f} points"
-        lines.append(f"- finding {f['finding']}: {f['what']}: **{margin}**, {f['verdict'].upper()} (noise: {noise})")
+            margins = (f"test {margin_text(f['margin'], f['noise'])}, training "
+                       f"{margin_text(f['train_margin'], f['train_noise'])} points")
+        lines.append(claim_sentence(f"finding {f['finding']}: {f['what']}", margins, f["verdict"]))
     return lines
 
 
@@ -219,11 +229,8 @@ def run(ctx: Context, include: tuple[str, ...] = ()) -> Path:
            f"where the run measured it, else {running}")
     lines += ["", f"Training error is {how}; test error is the 10k test set at the end. The paper's column is "
               "Table 6 (64k iterations, official CIFAR-10 files).", ""]
-    spread = (f"the spread of two ResNet-20 seeds at this budget: test {noise[0]:.2f}, training {noise[1]:.2f} "
-              "points" if noise else "the spread of two ResNet-20 seeds at this budget, not measured yet: a margin "
-              "in the paper's direction is only leaning")
-    lines += [f"Margins in percentage points, positive in the paper's direction. A margin within the noise ({spread})"
-              " is a tie.", "", *finding_lines(found)]
+    spread = f"test {noise[0]:.2f}, training {noise[1]:.2f} points" if noise else None
+    lines += [margins_note(spread), "", *finding_lines(found)]
     if ctx.budget.name == "quick":
         medium = (f"The nine nets of Fig. 6 at 6,400 iterations (the medium budget): results/{ctx.data_name}/"
                   "degradation-medium/results.md, from the committed runs where they exist (`resnetlab reproduce "
@@ -231,6 +238,7 @@ def run(ctx: Context, include: tuple[str, ...] = ()) -> Path:
         lines += ["", medium]
         print(medium, flush=True)
     write_results(ctx, "Degradation of plain nets and its cure (Fig. 1, Fig. 6)", "\n".join(lines), records,
-                  {"findings": found, "tables": [table.as_dict()], "claim_lines": finding_lines(found)},
+                  {"findings": found, "tables": [table.as_dict()],
+                   "claim_lines": [margins_note(spread), "", *finding_lines(found)]},
                   [fig, fig6, *([fig1] if fig1 else [])])
     return ctx.out

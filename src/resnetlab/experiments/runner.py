@@ -16,8 +16,6 @@ import datetime
 import difflib
 import hashlib
 import json
-import os
-import platform
 import shlex
 import sys
 from collections.abc import Sequence
@@ -25,14 +23,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-
 from ..data import DataBundle
 from ..data.known import data_name, known_data
 from ..data.stream import StreamData
 from ..errors import ResNetLabError
 from ..io import atomic_write
 from ..runfiles import WEIGHTS_NAME, list_checkpoints
+from ..runtime import machine
 from ..train import TrainConfig, fit, load_data, resolve_config
 from ..train.config import recipe_config
 from ..train.device import resolve_precision
@@ -295,21 +292,23 @@ class Context:
 _NOT_HASHED = RESUMABLE_CHANGES - {"precision", "data"}
 
 
-# Forward multiply-adds per second while training (bf16, 2 CPU cores of this project's machines): ResNet-20 trains at
-# about 1,250 img/s (40.6M multiply-adds an image) and ResNet-56 at about 480 (125.5M), the docs' training table.
-TRAIN_MACS_PER_S = 5.5e10
+# Forward multiply-adds per second while training on 2 CPU cores, by the precision the run computes in. bf16 (CPUs
+# with bf16 units): ResNet-20 at about 1,250 img/s (40.6M multiply-adds an image) and ResNet-56 at about 480
+# (125.5M), the docs' training table. fp32 (an AVX2 CPU without bf16 units): plain-20 at about 415 img/s.
+TRAIN_MACS_PER_S = {"bf16": 5.5e10, "fp16": 5.5e10, "fp32": 1.7e10}
 
 
 def estimated_seconds(cfg: TrainConfig) -> float:
-    """A rough time to train ``cfg`` on 2 CPU cores, from its multiply-adds (CIFAR-sized inputs), evaluation
-    included (about 6% of a run)."""
+    """A rough time to train ``cfg`` on 2 CPU cores, from its multiply-adds (CIFAR-sized inputs) and the precision
+    it computes in here, evaluation included (about 6% of a run)."""
     from ..models.complexity import complexity
 
     try:
         macs = complexity(cfg.model, **cfg.model_kwargs).macs
     except (ResNetLabError, TypeError, ValueError):
         return 0.0
-    return 1.06 * cfg.max_iters * cfg.batch_size * macs / TRAIN_MACS_PER_S
+    rate = TRAIN_MACS_PER_S[resolve_precision(cfg.precision, cfg.device)]
+    return 1.06 * cfg.max_iters * cfg.batch_size * macs / rate
 
 
 def data_identity(data: DataBundle | StreamData) -> str:
@@ -385,6 +384,9 @@ class RunRecord:
     seconds: float | None = None  # training + evaluation + checkpointing, as the run recorded it (summary.json)
     # the final model's error on every training image, un-augmented, in fp32 (None: a run made before it was measured)
     final_train_error: float | None = None
+    precision: str | None = None  # what it trained in, as the run recorded it
+    eval_precision: str | None = None  # what its recorded errors were measured in
+    machine: str | None = None  # where it trained (None: a run made before runs recorded it)
 
     @property
     def judged_train_error(self) -> float | None:
@@ -398,7 +400,8 @@ class RunRecord:
         seconds = round(sum(spent.values()), 1) if isinstance(spent, dict) else None
         return cls(spec.model, spec.label, spec.seed, r.iterations, r.train_error, r.val_error, r.test_error,
                    int(r.summary["params"]), str(r.run_dir), dict(spec.model_kwargs), seconds,
-                   r.summary.get("final_train_error"))
+                   r.summary.get("final_train_error"), r.summary.get("precision"), r.summary.get("eval_precision"),
+                   r.summary.get("machine"))
 
 
 def time_summary(runs: Sequence[Any]) -> str:
@@ -451,25 +454,58 @@ class Table:
         return {"columns": self.columns, "rows": self.rows, "right": self.right}
 
 
-def judged_lines(found: Sequence[dict[str, Any]], noise_text: str, decimals: int = 2,
+# What a verdict means, in words (the ± is the noise: the spread of two ResNet-20 seeds at the budget).
+_MEANING = {
+    "shown": "shown: larger than its ±, in the paper's direction",
+    "tie": "a tie: within its ±, so this budget cannot tell the two apart",
+    "reversed": "reversed: larger than its ±, against the paper's direction",
+    "leaning": "leaning: in the paper's direction, but its ± is not measured at this budget yet, so it is no finding",
+}
+
+
+def margin_text(margin: float, noise: float | None, decimals: int = 2) -> str:
+    """A margin as mean ± std: the ± is the noise, the std of a margin between two runs that differ only in their
+    seed (two ResNet-20 seeds' spread), or "± ?" while that is not measured."""
+    return f"{margin:+.{decimals}f} ± " + ("?" if noise is None else f"{noise:.{decimals}f}")
+
+
+def claim_sentence(what: str, margins: str, verdict_: str) -> str:
+    """One results.md line: the claim, its margins, and what they mean in a plain sentence."""
+    meaning = _MEANING[verdict_]
+    if "," in margins:  # two margins (test and training): shown only when both are
+        meaning = {"shown": "shown: both larger than their ±, in the paper's direction",
+                   "tie": "a tie: not both beyond their ±, so this budget cannot tell the two apart",
+                   "reversed": "reversed: one is larger than its ±, against the paper's direction",
+                   }.get(verdict_, meaning)
+    if verdict_ == "reversed" and "?" in margins:
+        meaning = "reversed: against the paper's direction (its ± is not measured at this budget yet)"
+    return f"- {what}: **{margins}**, {meaning}."
+
+
+def margins_note(noise: str | None, unit: str = "percentage points") -> str:
+    """The sentence before the claims: what a margin and its ± are (``noise`` as printed, None: not measured)."""
+    spread = (f"the spread of two ResNet-20 seeds at this budget ({noise})" if noise is not None else
+              "the spread of two ResNet-20 seeds at this budget, not measured yet (shown as ± ?)")
+    return (f"Each margin is the paper's claim measured, in {unit}, positive in the paper's direction, as mean ± std: "
+            f"the ± is {spread}, the std of a margin between two runs that differ only in their seed. A margin within "
+            "its ± is a tie.")
+
+
+def judged_lines(found: Sequence[dict[str, Any]], noise: str | None, decimals: int = 2,
                  unit: str = " points") -> list[str]:
-    """results.md's lines for judged claims, after a blank line."""
-    return [""] + [f"- {f['what']}: **{f['margin']:+.{decimals}f}{unit}**, {f['verdict'].upper()} ({noise_text})"
-                   for f in found]
+    """results.md's lines for judged claims: a blank line, the note on margins, a blank line, one line each."""
+    return ["", margins_note(noise, "percentage points" if unit else "the units of the table"), ""] + [
+        claim_sentence(f["what"], margin_text(f["margin"], f["noise"], decimals) + unit, f["verdict"]) for f in found]
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {cores} cores, {gpu}; Python {platform.python_version()}, PyTorch {torch.__version__}"
+def _recorded(runs: Sequence[RunRecord], field_: str, fallback: str) -> str:
+    """What the runs recorded of themselves (their precisions, their machines), or ``fallback`` for the runs that
+    recorded nothing."""
+    found = list(dict.fromkeys(v for r in runs if (v := getattr(r, field_)) is not None))
+    unknown = [f"{r.label} s{r.seed}" for r in runs if getattr(r, field_) is None]
+    if unknown and found:
+        found.append(f"{fallback} ({', '.join(unknown)})")
+    return "; ".join(found) if found else fallback
 
 
 def fmt(x: float | None, digits: int = 2) -> str:
@@ -496,11 +532,11 @@ def write_results(ctx: Context, title: str, body_md: str, runs: Sequence[RunReco
         + (f" (BN over {cfg.bn_batch})" if cfg.bn_batch else "")
         + f", lr schedule {cfg.lr_schedule}" + (f" with {cfg.warmup_iters} warm-up iterations" if cfg.warmup_iters
                                                 else "")
-        + f", trained in {resolve_precision(cfg.precision, cfg.device)}"
+        + f", trained in {_recorded(runs, 'precision', resolve_precision(cfg.precision, cfg.device))}"
         + (f", overrides {' '.join(ctx.overrides)}" if ctx.overrides else ""),
         f"- evaluation: every recorded validation and test error was measured in "
-        f"{resolve_precision(cfg.eval_precision, cfg.device)}",
-        f"- machine: {machine()}",
+        f"{_recorded(runs, 'eval_precision', resolve_precision(cfg.eval_precision, cfg.device))}",
+        f"- machine: {_recorded(runs, 'machine', 'not recorded by the runs')}; this page made on {machine()}",
         *([line] if (line := run_times(runs)) else []),
         f"- finished: {now}",
         "",
@@ -520,7 +556,7 @@ def write_results(ctx: Context, title: str, body_md: str, runs: Sequence[RunReco
         "data_name": ctx.data_name,  # runs/<data_name>/, results/<data_name>/ (data.known)
         "data_title": ctx.data_title,
         "command": ctx.command,
-        "machine": machine(),
+        "machine": machine(),  # where this page was made; each run records where it trained
         "finished": now,
         "runs": [vars(r) for r in runs],
         "missing": list(ctx.missing),

@@ -54,8 +54,7 @@ def run(ctx: Context, model: str = "resnet20", seeds: int | None = None) -> Path
     lines = table.markdown()
     noise = ctx.noise[0] if ctx.noise else None
     found = comparisons({r.options.get("shortcut", default): r.test_error for r in records if r.seed == 0}, noise)
-    noise_text = f"noise: test {noise:.2f} points" if noise is not None else "noise not measured at this budget"
-    claims = judged_lines(found, noise_text)
+    claims = judged_lines(found, None if noise is None else f"test {noise:.2f} points")
     lines += claims
     lines += ["", f"{model} on CIFAR-10 with each shortcut option. {paper_note()}"]
     write_results(ctx, f"Shortcut options A/B/C on {model} (CIFAR analogue of Table 3)", "\n".join(lines), records,

@@ -73,8 +73,7 @@ def run(ctx: Context, include_1202: bool = False, seeds: int | None = None) -> P
     lines = table.markdown()
     noise = ctx.noise[0] if ctx.noise else None
     order = depth_orderings(rows, noise)
-    noise_text = f"noise: test {noise:.2f} points" if noise is not None else "noise not measured at this budget"
-    claims = judged_lines(order, noise_text)
+    claims = judged_lines(order, None if noise is None else f"test {noise:.2f} points")
     lines += claims
     others = ", ".join(f"{k} {v}" for k, v in specs.TABLE6_OTHERS.items())
     lines += ["", "Test error on the 10k test set at the end of training; the checkpoint is the last one (never "

@@ -35,7 +35,7 @@ from ..data.stream import StreamData
 from ..errors import ResNetLabError
 from ..io import atomic_write
 from ..runfiles import WEIGHTS_NAME
-from ..runtime import tune_allocator
+from ..runtime import machine, tune_allocator
 from ..safeweights import save_weights
 from . import checkpoint as ckpt
 from .config import ConfigError, TrainConfig, check_model, evaluates_at, validate
@@ -347,7 +347,7 @@ def _has_safetensors() -> bool:
 def save_final_weights(trainer: Trainer, path: Path) -> str:
     """The run's final weights with its preprocessing and provenance (``safeweights``); returns the SHA-256."""
     cfg, data = trainer.cfg, trainer.data
-    input_size = data.input_size if isinstance(data, StreamData) else int(data.train_x.shape[-1])
+    input_size = data.input_size
     meta = {"model": cfg.model, "model_kwargs": {**cfg.model_kwargs, "num_classes": data.num_classes},
             "classes": list(data.classes), "input_size": input_size, "pad": cfg.pad, "normalize": cfg.normalize,
             "loader": cfg.loader, "iterations": trainer.iteration, "recipe": cfg.recipe, "seed": cfg.seed,
@@ -378,6 +378,7 @@ def _finish(trainer: Trainer, run_dir: Path, main: bool, cost: dict[str, float],
         "params": sum(p.numel() for p in trainer.model.parameters()),
         "precision": trainer.precision,  # as computed here ("auto" resolved)
         "eval_precision": eval_precision,  # every recorded validation/test error was measured in this precision
+        "machine": machine(),  # where it trained (its speed and precision depend on it)
         "checkpoint": ckpt.checkpoint_name(trainer.iteration),
         "weights": WEIGHTS_NAME,
         "seconds": (seconds := {k: round(v, 2) for k, v in cost.items()}),

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from ..data import DataBundle
-from ..data.cache import tensor_digest
 from ..data.stream import StreamData
 from ..errors import ResNetLabError
 from . import checkpoint as ckpt
@@ -42,10 +41,7 @@ def read_run_config(run_dir: Path) -> TrainConfig:
 def data_digest(data: DataBundle | StreamData) -> str | None:
     """SHA-256 of the data and its split, stored in every checkpoint: the images, labels and split of in-memory
     data; the class names and every split's file list and labels of a streamed folder (its images are not read)."""
-    if not isinstance(data, DataBundle):
-        return data.digest
-    return tensor_digest((data.train_x, data.train_y, data.val_x, data.val_y, data.test_x, data.test_y),
-                         "\n".join(data.classes).encode())
+    return data.split_digest
 
 
 def check_same_data(path: Path, state: dict[str, Any], classes: list[str], data_name: str, digest: str | None) -> None:

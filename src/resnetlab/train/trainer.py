@@ -13,8 +13,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import BatchLoader, DataBundle, derive_seed, normalize
-from ..data.arrays import check_labels
-from ..data.resident import ResidentBatchLoader
 from ..data.stream import StreamData, StreamLoader
 from ..errors import ResNetLabError
 from ..inference import inference_copy
@@ -77,9 +75,7 @@ class Trainer:
         if self.precision == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError("this GPU has no bfloat16 support; use --set precision=fp16")
         check_num_classes(cfg, data)
-        if isinstance(data, DataBundle):  # -100 or out-of-range labels: one message now, not a silent loss or a crash
-            for split, y in (("training", data.train_y), ("validation", data.val_y), ("test", data.test_y)):
-                check_labels(y, data.num_classes, f"{split} labels")
+        data.check()  # -100 or out-of-range labels: one message now, not a silent loss or a crash
         model = build_model(cfg, data.num_classes)
         self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         model = model.to(self.device, memory_format=self.fmt)
@@ -104,26 +100,19 @@ class Trainer:
         self.schedule = LRSchedule.from_config(cfg)
         self.mean = data.mean.to(self.device)
         self.std = None if data.std is None else data.std.to(self.device)
-        self.loader: BatchLoader | StreamLoader
-        if cfg.data_on_device == "on" and not isinstance(data, DataBundle):
+        if cfg.data_on_device == "on" and not data.can_reside:
             raise ConfigError("data_on_device=on keeps in-memory (CIFAR-sized) data on the device; a streamed folder "
                               "(loader=stream) is decoded by workers on the host: use data_on_device=auto or off")
-        self.resident = isinstance(data, DataBundle) and (
+        # the uint8 data set on the device (a GPU by default): no host-to-device copy per step
+        self.resident = data.can_reside and (
             cfg.data_on_device == "on" or (cfg.data_on_device == "auto" and self.device.type == "cuda"))
-        self.eval_splits: dict[str, tuple[Tensor, Tensor]] = {}
-        if isinstance(data, StreamData):  # streamed image folder (issue 5): same batches/resume/rank contract
-            self.loader = data.train_loader(cfg.batch_size, cfg.seed, rank=self.info.rank,
-                                            world_size=self.info.world_size, pin_memory=self.device.type == "cuda")
-        else:
-            loader_args = {"x": data.train_x, "y": data.train_y, "batch_size": cfg.batch_size, "seed": cfg.seed,
-                           "train": True, "pad": cfg.pad, "flip": cfg.flip, "rank": self.info.rank,
-                           "world_size": self.info.world_size}
-            if self.resident:  # the uint8 data set on the device: no host-to-device copy per step
-                self.loader = ResidentBatchLoader(**loader_args, device=self.device)
-                self.eval_splits = {s: (x.to(self.device), y.to(self.device)) for s, (x, y) in
-                                    (("val", (data.val_x, data.val_y)), ("test", (data.test_x, data.test_y)))}
-            else:
-                self.loader = BatchLoader(**loader_args)
+        self.loader: BatchLoader | StreamLoader = data.train_loader(
+            cfg.batch_size, cfg.seed, rank=self.info.rank, world_size=self.info.world_size,
+            device=self.device if self.resident else None, pad=cfg.pad, flip=cfg.flip,
+            pin_memory=self.device.type == "cuda")
+        self.eval_splits: dict[str, tuple[Tensor, Tensor]] = {}  # resident copies of the evaluation splits
+        if self.resident:
+            self.eval_splits = {s: tuple(t.to(self.device) for t in data.arrays(s)) for s in ("val", "test")}
         if cfg.lr_schedule == "plateau" and not self.split_size("val"):
             raise ConfigError("lr_schedule=plateau watches the validation error, but there is no validation split: "
                               "set val_size > 0 (or use a folder with val/ and loader=stream)")
@@ -203,9 +192,7 @@ class Trainer:
 
     def split_size(self, split: str) -> int:
         """Images in the "val" or "test" split (0: the split is empty and is not evaluated)."""
-        if isinstance(self.data, StreamData):
-            return self.data.split_size(split)
-        return int((self.data.val_x if split == "val" else self.data.test_x).shape[0])
+        return self.data.split_size(split)
 
     def evaluate(self, split: str) -> EvalResult:
         """The model's error on a split ("val", "test"; or "train": the images it trains on, un-augmented, in-memory
@@ -218,9 +205,7 @@ class Trainer:
             return evaluate_stream(model, self.data, split, "center", batch_size=self.cfg.eval_batch_size,
                                    device=self.device, precision=precision,
                                    channels_last=self.cfg.channels_last, info=self.info)
-        x, y = self.eval_splits.get(split) or {"train": (self.data.train_x, self.data.train_y),
-                                               "val": (self.data.val_x, self.data.val_y),
-                                               "test": (self.data.test_x, self.data.test_y)}[split]
+        x, y = self.eval_splits.get(split) or self.data.arrays(split)
         return evaluate(model, x, y, self.mean, self.std, batch_size=self.cfg.eval_batch_size,
                         device=self.device, precision=precision, channels_last=self.cfg.channels_last,
                         info=self.info)
@@ -242,8 +227,7 @@ class Trainer:
             "classes": list(self.data.classes),
             "mean": self.data.mean,
             "std": self.data.std,
-            "input_size": (self.data.input_size if isinstance(self.data, StreamData)
-                           else int(self.data.train_x.shape[-1])),
+            "input_size": self.data.input_size,
             "world_size": self.info.world_size,
         }
 
