@@ -75,20 +75,17 @@ def _net(name: str) -> str:
     return re.sub(r"^(plain|resnet)(\d+)", lambda m: ("plain-" if m[1] == "plain" else "ResNet-") + m[2], name)
 
 
-def _sign(x: float) -> str:
-    return f"{x:+.2f}"
-
-
 def _finding_cell(findings: list[dict], number: int) -> str:
+    from resnetlab.experiments.runner import margin_text
+
     parts = []
     for f in (f for f in findings if f["finding"] == number):
         if "nets" not in f:
             raise Stale(f"a finding names no nets (re-render its results): {f['what']!r}")
         a, b = (_net(n) for n in f["nets"])  # the margin is a's error minus b's
+        margins = f"**{margin_text(f['margin'], f['noise'])}**"  # mean ± std, as results.md prints it
         if "train_margin" in f:
-            margins = f"test **{_sign(f['margin'])}**, training **{_sign(f['train_margin'])}**"
-        else:
-            margins = f"**{_sign(f['margin'])}**"
+            margins = f"test {margins}, training **{margin_text(f['train_margin'], f['train_noise'])}**"
         parts.append(f"{a} minus {b}: {margins}, {f['verdict']}")
     return "; ".join(parts) if parts else "not run"
 
