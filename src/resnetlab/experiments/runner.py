@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import functools
 import hashlib
 import json
 import shlex
@@ -159,16 +160,20 @@ class Context:
                 "no bf16 units, so it is left out here: resume it on a CPU or GPU with bf16, or here with --set "
                 "precision=bf16 (emulated, about 10x slower), or train it afresh in fp32 with --set precision=fp32")
 
+    @functools.cached_property
+    def data_digest(self) -> str:
+        """The data's content digest (loads the data once, with the recipe's default net's config)."""
+        return data_identity(self.bundle(self.config(RunSpec(recipe_config(self.recipe).model))))
+
     @property
     def data_name(self) -> str:
         """The data's folder name (``cifar10`` for the official pixels, ``cifar10-jpeg`` for the JPEG copy)."""
-        cfg = self.config(RunSpec(recipe_config(self.recipe).model))
-        return data_name(data_identity(self.bundle(cfg)))
+        return data_name(self.data_digest)
 
     @property
     def data_title(self) -> str:
         """The data as results name it: "CIFAR-10 (official pixels)", "CIFAR-10 JPEG copy (...)", or its digest."""
-        known = known_data(data_identity(self.bundle(self.config(RunSpec(recipe_config(self.recipe).model)))))
+        known = known_data(self.data_digest)
         return known.title if known else f"data {self.data_name}"
 
     @property
@@ -244,7 +249,8 @@ class Context:
                 raise ResNetLabError(f"--only {name}: {self.experiment} has no such net; {hint}its nets: "
                                      f"{', '.join(labels)}")
         plan = [(spec, *self.placed(spec)) for spec in specs]
-        done = {run_dir for _, cfg, run_dir in plan if finished_run(run_dir, cfg) is not None}
+        finished = {run_dir: result for _, cfg, run_dir in plan if (result := finished_run(run_dir, cfg)) is not None}
+        done = set(finished)
         stranded = {spec: why for spec, _, _ in plan if (why := self.stranded(spec)) is not None}
         to_train = [(spec, cfg) for spec, cfg, run_dir in plan if run_dir not in done and self.train_missing
                     and (not self.only or spec.label in self.only) and spec not in stranded]
@@ -265,7 +271,7 @@ class Context:
                   "2 CPU cores; far less on a GPU)", flush=True)
         records = []
         for i, (spec, cfg, run_dir) in enumerate(plan, 1):
-            result = finished_run(run_dir, cfg)
+            result = finished.get(run_dir)
             trains = self.train_missing and (not self.only or spec.label in self.only) and spec not in stranded
             status = ("finished, reused" if result else "training" if trains else stranded.get(spec)
                       or "not trained, left out")
