@@ -311,7 +311,7 @@ def test_shortcut_note_reads_the_papers_numbers_from_specs(monkeypatch: pytest.M
 
 
 def test_the_noise_is_recorded_beside_the_runs_and_read_back_only_for_the_same_setup(
-        data: Path, tmp_path: Path) -> None:
+        data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The two ResNet-20 seeds measure a budget's noise; their record (noise.json) keeps it when their runs are not
     kept (the quick budget's runs stay local), and a different setup (another key) does not take it."""
     import shutil
@@ -334,6 +334,14 @@ def test_the_noise_is_recorded_beside_the_runs_and_read_back_only_for_the_same_s
         shutil.rmtree(first.run_dir(RunSpec("resnet20", seed)))
     assert ctx().noise == expected  # the runs are gone: the record stands for them
     assert ctx("lr=0.05").noise is None  # another setup: other keys, not measured
+    # on hardware that trains in the other precision the same setup's record still stands (other keys, same runs)
+    from resnetlab.train.device import resolve_precision
+
+    here_bf16 = resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: not here_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert ctx().run_dir(RunSpec("resnet20", 0)).name != record["seeds"][0]["run"]
+    assert ctx().noise == expected
 
 
 def test_a_run_made_in_the_other_precision_is_found_and_never_resumed_in_a_precision_it_did_not_start_in(

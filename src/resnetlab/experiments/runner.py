@@ -145,6 +145,11 @@ class Context:
     def run_dir(self, spec: RunSpec) -> Path:
         return self.placed(spec)[1]
 
+    def run_names(self, spec: RunSpec) -> set[str]:
+        """The folder names of ``spec``'s run in the precision "auto" picks here and in the other one."""
+        cfg = self.config(spec)
+        return {self._key_dir(spec, c).name for c in (cfg, precision_twin(cfg)) if c is not None}
+
     def stranded(self, spec: RunSpec) -> str | None:
         """Why ``spec`` is left out here, if its only run is unfinished in bf16 and this machine has no bf16 units
         (resuming it in fp32 would not be the run its key names; emulated bf16 is about 10x slower than fp32)."""
@@ -214,8 +219,10 @@ class Context:
             record = json.loads(self.noise_path.read_text())
         except (OSError, ValueError):
             return None
-        names = [self.run_dir(RunSpec("resnet20", seed)).name for seed in (0, 1)]
-        return record if [s.get("run") for s in record.get("seeds", [])] == names else None
+        # the runs this setup trains, in either training precision (their noise does not depend on the hardware)
+        names = [self.run_names(RunSpec("resnet20", seed)) for seed in (0, 1)]
+        runs = [s.get("run") for s in record.get("seeds", [])]
+        return record if len(runs) == 2 and all(run in ok for run, ok in zip(runs, names, strict=True)) else None
 
     def record_noise(self) -> None:
         """Write ``noise.json`` when both noise runs are finished (and it says something new)."""
