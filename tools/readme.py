@@ -321,9 +321,37 @@ def config_keys_block() -> str:
     return "\n".join(rows)
 
 
+OFFICIAL = ROOT / "results" / "cifar10"  # the results made on the official CIFAR-10
+
+
+def demo_block() -> str:
+    """`make demo` on the official CIFAR-10: its table, its margins against the quick budget's measured noise, and
+    the two ResNet-20 seeds that measured it (``runs/cifar10/quick/noise.json``)."""
+    folder = OFFICIAL / "degradation-quick"
+    if not (folder / "results.json").is_file():
+        raise Stale(f"{(folder / 'results.json').relative_to(ROOT)} is missing")
+    result = json.loads((folder / "results.json").read_text())
+    command = result["command"].replace(" --no-train", "").replace(" --no-progress", "")
+    rel = folder.relative_to(ROOT)
+    out = [f"`{command}` (`make demo`). Run time, as the runs recorded it: {_run_times(result)} "
+           f"([results.md]({rel}/results.md)).", "", f"![Fig. 1/6 at the quick budget]({rel}/degradation.png)", "",
+           *_markdown(result["tables"][0]), "", *result.get("claim_lines", [])]
+    noise_file = ROOT / "runs" / "cifar10" / "quick" / "noise.json"
+    if noise_file.is_file():
+        record = json.loads(noise_file.read_text())
+        test = [f"{s['test_error']:.2f}" for s in record["seeds"]]
+        train = [f"{s['final_train_error']:.2f}" for s in record["seeds"]]
+        out += ["", f"The quick budget's noise on this data: ResNet-20 seeds 0 and 1 end at test {' / '.join(test)} "
+                f"and training {' / '.join(train)} (the final models on every training image), a spread of "
+                f"{record['noise'][0]:.2f} / {record['noise'][1]:.2f} points (`resnetlab reproduce table6 --budget "
+                "quick --data ../shared/data/cifar10 --only resnet20 --seeds 2`; recorded in "
+                "`runs/cifar10/quick/noise.json`)."]
+    return "\n".join(out).rstrip()
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "config-keys": config_keys_block, "headline": headline_block, "findings": findings_block, "noise": noise_block,
-    "medium": medium_block, "cards": cards_block, "paper": paper_block,
+    "medium": medium_block, "cards": cards_block, "paper": paper_block, "demo": demo_block,
 }
 
 

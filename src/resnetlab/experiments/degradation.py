@@ -231,7 +231,7 @@ def run(ctx: Context, include: tuple[str, ...] = ()) -> Path:
               "Table 6 (64k iterations, official CIFAR-10 files).", ""]
     spread = f"test {noise[0]:.2f}, training {noise[1]:.2f} points" if noise else None
     lines += [margins_note(spread), "", *finding_lines(found)]
-    if ctx.budget.name == "quick":
+    if ctx.budget.name == "quick" and (ctx.runs_dir / ctx.data_name / "medium").is_dir():  # a pointer, where it leads
         medium = (f"The nine nets of Fig. 6 at 6,400 iterations (the medium budget): results/{ctx.data_name}/"
                   "degradation-medium/results.md, from the committed runs where they exist (`resnetlab reproduce "
                   f"degradation --budget medium --data {ctx.data} --no-train` renders it in seconds).")
