@@ -42,10 +42,11 @@ import torch.nn.functional as F  # noqa: E402
 from resnetlab.data import BatchLoader, DataBundle, load_dataset, make_bundle, normalize  # noqa: E402
 from resnetlab.errors import ResNetLabError  # noqa: E402
 from resnetlab.inference import inference_copy  # noqa: E402
-from resnetlab.models import create_model, list_weights, weights_entry  # noqa: E402
+from resnetlab.models import create_model  # noqa: E402
 from resnetlab.train import TrainConfig, fit, resolve_config  # noqa: E402
 from resnetlab.train.device import autocast  # noqa: E402
 from resnetlab.train.trainer import Trainer  # noqa: E402
+from resnetlab.weights import list_weights, weights_entry  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10"
 
@@ -126,10 +127,10 @@ def fast_half(device: torch.device) -> str:
 def trained_resnet20(bundle: DataBundle, device: torch.device, report: Report) -> torch.nn.Module:
     """The released ResNet-20 where safetensors is importable; else ResNet-20 trained briefly here."""
     try:
-        from resnetlab.safeweights import load_model
+        from resnetlab.weights import load
 
         name = list_weights("resnet20")[0]
-        model, _ = load_model(REPO / weights_entry(name).file, weights_entry(name).sha256)
+        model = load(REPO / weights_entry(name).file, sha256=weights_entry(name).sha256).model
         report.add("model for the parity checks", f"released {name}", ok=True)
         return model
     except (ImportError, IndexError, OSError, ResNetLabError) as exc:  # no safetensors, no runs/, a damaged file

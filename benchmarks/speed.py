@@ -270,20 +270,21 @@ def _inference_row(name: str, size: int, batch: int, rounds: int, compiled: bool
 def agreement(checkpoint: str, data: str | None) -> str:
     """Top-1 agreement of the bf16 inference path with fp32 on a test set (a trained checkpoint)."""
     from resnetlab.data import load_dataset
-    from resnetlab.train.trained import load_trained
+    from resnetlab.weights import load
 
-    model, cfg, state = load_trained(checkpoint)
-    arrays = load_dataset(data or cfg.data, progress=False)
+    loaded = load(checkpoint)
+    model = loaded.model
+    arrays = load_dataset(data or (loaded.run_config or {}).get("data") or "cifar10", progress=False)
     fast = InferenceModel(model, "bf16")
     same = wrong = total = 0
     with torch.no_grad():
         for s in range(0, arrays.test_x.shape[0], 500):
-            x = normalize(arrays.test_x[s:s + 500], state["mean"], state["std"])
+            x = normalize(arrays.test_x[s:s + 500], loaded.mean, loaded.std)
             pred = model(x).argmax(1)
             same += int((pred == fast(x).argmax(1)).sum())
             wrong += int((pred != arrays.test_y[s:s + 500]).sum())
             total += x.shape[0]
-    return f"| {cfg.model} | {checkpoint} | {100 * wrong / total:.2f} | {total:,} | {100 * same / total:.2f}% |"
+    return f"| {loaded.name} | {checkpoint} | {100 * wrong / total:.2f} | {total:,} | {100 * same / total:.2f}% |"
 
 
 

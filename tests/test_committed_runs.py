@@ -14,10 +14,11 @@ from data_utils import REPO, real_data, tracked
 from resnetlab.data.known import KNOWN_DATA, data_name, known_data
 from resnetlab.experiments import reproduce
 from resnetlab.experiments.runner import BUDGETS, Context, RunSpec, config_hash, get_budget
-from resnetlab.safeweights import load_weights
 from resnetlab.train import TrainConfig
 from resnetlab.train.checkpoint import latest_checkpoint
 from resnetlab.train.device import resolve_precision
+from resnetlab.train.resume import has_run
+from resnetlab.weights.files import load_weights
 
 RUNS = REPO / "runs"
 CIFAR_EXPERIMENTS = ("degradation", "table6", "responses", "shortcuts")
@@ -108,9 +109,15 @@ def test_unfinished_committed_runs_are_found_under_their_key_and_continue_from_o
         spec = RunSpec(config["model"], config["seed"], tuple(config["model_kwargs"].items()))
         precision = _precision(run)
         assert ctx(f"precision={precision}").run_dir(spec) == run  # found under its key wherever it is asked for
-        # `resnetlab reproduce ... --budget <its budget>` resumes it where "auto" resolves to its precision; elsewhere
-        # it is left out with one line that names it (a bf16 run is not continued in fp32)
-        if resolve_precision("auto") == precision:
+        # `resnetlab reproduce ... --budget <its budget>` resumes it where "auto" resolves to its precision. Elsewhere
+        # the run in the precision "auto" picks goes on if there is one (the two are kept apart under their keys);
+        # else an fp32 run resumes (exactly, anywhere) and a bf16 one is left out with one line that names it
+        auto = resolve_precision("auto")
+        if auto == precision:
+            assert ctx().run_dir(spec) == run
+        elif has_run(there := ctx(f"precision={auto}").run_dir(spec)):
+            assert ctx().run_dir(spec) == there != run
+        elif precision == "fp32":
             assert ctx().run_dir(spec) == run
         else:
             assert str(run.relative_to(REPO)) in (ctx().stranded(spec) or ""), run

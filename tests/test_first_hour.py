@@ -16,10 +16,9 @@ from PIL import Image
 import resnetlab
 from resnetlab.cli import build_parser, main
 from resnetlab.errors import ResNetLabError
-from resnetlab.interop import resolve_source
-from resnetlab.models import list_weights, weights_entry
-from resnetlab.safeweights import load_weights
 from resnetlab.train.config import RECIPE_NOTES, RECIPES, TrainConfig, config_keys
+from resnetlab.weights import list_weights, resolve, weights_entry
+from resnetlab.weights.files import load_weights
 from train_utils import synthetic_arrays, write_image_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,19 +93,20 @@ def test_reproduce_with_no_runs_says_where_it_looked_and_writes_nothing(
 
 
 def test_weights_by_model_name_default_and_run_folder(tmp_path: Path) -> None:
-    assert resolve_source("resnet20") == weights_entry("DEFAULT", "resnet20").name == list_weights("resnet20")[0]
-    assert resolve_source("resnet56.DEFAULT") == list_weights("resnet56")[0]
+    assert resolve("resnet20").entry == weights_entry("DEFAULT", "resnet20")
+    assert weights_entry("DEFAULT", "resnet20").name == list_weights("resnet20")[0]
+    assert resolve("resnet56.DEFAULT").entry == weights_entry(list_weights("resnet56")[0])
     with pytest.raises(ResNetLabError, match="DEFAULT needs a model"):
-        resolve_source("DEFAULT")
+        resolve("DEFAULT")
     with pytest.raises(ResNetLabError, match="did you mean resnet20"):
         list_weights("resnt20")
     assert list_weights("resnet1202") == []  # a model with no weights released yet
     run = tmp_path / "run"
     run.mkdir()
     with pytest.raises(ResNetLabError, match=r"without a finished run.s model\.safetensors or a checkpoint"):
-        resolve_source(run)
+        resolve(run)
     committed = REPO / weights_entry("resnet20.cifar10jpeg_medium").file
-    assert resolve_source(committed.parent) == committed  # a run folder: its final weights
+    assert resolve(committed.parent).path == committed  # a run folder: its final weights
 
 
 def test_eval_takes_a_run_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

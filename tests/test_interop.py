@@ -14,10 +14,10 @@ from PIL import Image
 from torch import Tensor
 
 from resnetlab.cli import main
-from resnetlab.interop import CIFAR10_CLASSES, load_model_file
 from resnetlab.models import create_model
-from resnetlab.models.weights import load_state_dict
 from resnetlab.train import fit
+from resnetlab.weights import load, load_state_dict
+from resnetlab.weights.convert import CIFAR10_CLASSES
 from train_utils import synthetic_arrays, tiny_bundle, tiny_config
 
 
@@ -148,9 +148,9 @@ def test_torchvision_checkpoint_converts_to_identical_outputs(tmp_path: Path, bo
                                                               layers: tuple[int, ...], name: str) -> None:
     sd = torchvision_state_dict(bottleneck, layers)
     torch.save(sd, tmp_path / "tv.pth")  # torchvision's released files are bare state dicts
-    out = tmp_path / "converted.pt"
+    out = tmp_path / "converted.safetensors"
     assert main(["convert", "--from", "torchvision", str(tmp_path / "tv.pth"), str(out)]) == 0
-    loaded = load_model_file(out)
+    loaded = load(out)
     assert loaded.name == name and loaded.model_kwargs == {"num_classes": 7, "shortcut": "B",
                                                            "stride_in_1x1": False}
     assert loaded.view.crop == 224 and loaded.view.resize == 256 and loaded.classes is None
@@ -168,15 +168,16 @@ def test_torchvision_conversion_refuses_other_architectures(tmp_path: Path, caps
     sd = torchvision_state_dict(False, (2, 2, 2, 2))
     sd["layer1.0.conv1.weight"] = torch.randn(128, 64, 3, 3)  # a wider block than Table 1's
     torch.save(sd, tmp_path / "wide.pth")
-    assert main(["convert", "--from", "torchvision", str(tmp_path / "wide.pth"), str(tmp_path / "o.pt")]) == 1
+    assert main(["convert", "--from", "torchvision", str(tmp_path / "wide.pth"), str(tmp_path / "o.safetensors")]) == 1
     assert "layer1.0.conv1.weight" in capsys.readouterr().err
     odd = {k: v for k, v in torchvision_state_dict(False, (2, 2, 2, 2)).items() if not k.startswith("layer4.1.")}
     torch.save(odd, tmp_path / "odd.pth")
-    assert main(["convert", "--from", "torchvision", str(tmp_path / "odd.pth"), str(tmp_path / "o.pt")]) == 1
+    assert main(["convert", "--from", "torchvision", str(tmp_path / "odd.pth"), str(tmp_path / "o.safetensors")]) == 1
     assert "[2, 2, 2, 1]" in capsys.readouterr().err
     torch.save({"foo": torch.zeros(1)}, tmp_path / "foo.pth")
-    assert main(["convert", "--from", "cifar-reference", str(tmp_path / "foo.pth"), str(tmp_path / "o.pt")]) == 1
-    assert not (tmp_path / "o.pt").exists()
+    assert main(["convert", "--from", "cifar-reference", str(tmp_path / "foo.pth"),
+                 str(tmp_path / "o.safetensors")]) == 1
+    assert not (tmp_path / "o.safetensors").exists()
 
 
 # --- the CIFAR reference ------------------------------------------------------------------------------------------
@@ -185,12 +186,12 @@ def test_cifar_reference_checkpoint_converts_to_identical_outputs(tmp_path: Path
                                                                   counters: bool) -> None:
     ckpt = cifar_reference_checkpoint(3, option, counters)  # ResNet-20
     torch.save(ckpt, tmp_path / "model.th")
-    out = tmp_path / "resnet20.pt"
+    out = tmp_path / "resnet20.safetensors"
     assert main(["convert", "--from", "cifar-reference", str(tmp_path / "model.th"), str(out)]) == 0
-    loaded = load_model_file(out)
+    loaded = load(out)
     assert loaded.name == "resnet20" and loaded.model_kwargs["shortcut"] == option
     assert loaded.classes == CIFAR10_CLASSES and loaded.view.crop == 32 and loaded.view.pad == 4
-    assert loaded.state["extra"] == {"epoch": 200, "best_prec1": pytest.approx(91.25)}
+    assert loaded.meta["extra"] == {"epoch": 200, "best_prec1": pytest.approx(91.25)}
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ours = loaded.model(x)
@@ -207,11 +208,12 @@ def test_predict_a_converted_cifar_reference_model_uses_its_normalisation(tmp_pa
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = cifar_reference_checkpoint(3)
     torch.save(ckpt, tmp_path / "model.th")
-    assert main(["convert", "--from", "cifar-reference", str(tmp_path / "model.th"), str(tmp_path / "r20.pt")]) == 0
+    out = str(tmp_path / "r20.safetensors")
+    assert main(["convert", "--from", "cifar-reference", str(tmp_path / "model.th"), out]) == 0
     pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "img.png")
     capsys.readouterr()
-    assert main(["predict", "--checkpoint", str(tmp_path / "r20.pt"), str(tmp_path / "img.png"), "--json"]) == 0
+    assert main(["predict", "--checkpoint", out, str(tmp_path / "img.png"), "--json"]) == 0
     (pred,) = json.loads(capsys.readouterr().out)
     # the reference's input: ToTensor (0..1) then Normalize(ImageNet mean, std)
     x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
@@ -248,7 +250,7 @@ def test_predict_top_classes_with_probabilities_named_from_the_checkpoint(traine
     for p, q in zip(preds, fast, strict=True):
         assert q["top"][0]["class"] == p["top"][0]["class"]
         assert q["top"][0]["probability"] == pytest.approx(p["top"][0]["probability"], abs=0.02)
-    loaded = load_model_file(trained)
+    loaded = load(trained)
     with torch.no_grad():
         probs = F.softmax(loaded.model(arrays.test_x[:3].float() - loaded.mean), 1)
     for i, p in enumerate(preds):
@@ -266,7 +268,7 @@ def test_export_reads_model_and_options_from_a_training_checkpoint(trained: Path
     out = tmp_path / "m.pt2"
     assert main(["export", "--checkpoint", str(trained), "--format", "pt2", "--out", str(out)]) == 0
     assert "max |exported - eager|" in capsys.readouterr().out
-    loaded = load_model_file(trained)
+    loaded = load(trained)
     x = torch.randn(5, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(torch.export.load(str(out)).module()(x), loaded.model(x))

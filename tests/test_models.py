@@ -26,7 +26,7 @@ from resnetlab.models import (
 from resnetlab.models.complexity import complexity as measure
 from resnetlab.models.complexity import count_params, macs_match, params_match, printed_value
 from resnetlab.models.responses import record_responses, response_modules
-from resnetlab.models.weights import load_state_dict
+from resnetlab.weights import load_state_dict
 
 ALL = list_models()
 

@@ -20,23 +20,20 @@ from PIL import Image
 
 import resnetlab
 from data_utils import REPO, data_of, real_data, tracked
-from resnetlab import pretrained
 from resnetlab.cli import main
 from resnetlab.data import DataWarning, load_dataset
 from resnetlab.data.known import known_data
 from resnetlab.errors import ResNetLabError
-from resnetlab.interop import load_model_file
-from resnetlab.models import RELEASED as RELEASED_FILE
-from resnetlab.models import create_model, list_models, list_weights, weights_entry
-from resnetlab.models._registry import _WEIGHTS, UnknownWeightsError, WeightsEntry
+from resnetlab.models import create_model, list_models
 from resnetlab.models.complexity import complexity
-from resnetlab.models.weights import IncompatibleWeightsError
 from resnetlab.predict import predict_files
-from resnetlab.safeweights import WeightsFileError, load_weights, save_weights
 from resnetlab.train import TrainConfig, fit
 from resnetlab.train.report import DEFAULT_EVAL_BATCH, evaluate_checkpoint
 from resnetlab.train.trainer import Trainer
-from resnetlab.transforms import ImagePreprocess
+from resnetlab.weights import RELEASED as RELEASED_FILE
+from resnetlab.weights import ImagePreprocess, IncompatibleWeightsError, hub, list_weights, load, weights_entry
+from resnetlab.weights.files import WeightsFileError, load_weights, save_weights
+from resnetlab.weights.registry import _WEIGHTS, UnknownWeightsError, WeightsEntry
 from test_data_cifar import write_cifar100
 from train_utils import tiny_bundle, tiny_config
 
@@ -148,10 +145,10 @@ def test_names_resolve_and_unknown_names_say_what_exists(capsys: pytest.CaptureF
 
 
 def test_a_clone_loads_from_its_own_files_without_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(pretrained.BASE_URL_ENV, f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv(hub.BASE_URL_ENV, f"http://127.0.0.1:{_closed_port()}")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     model = resnetlab.create_model("resnet20", weights=WEIGHTS20)
-    assert pretrained.weights_path(weights_entry(WEIGHTS20)) == REPO / weights_entry(WEIGHTS20).file
+    assert hub.weights_path(weights_entry(WEIGHTS20)) == REPO / weights_entry(WEIGHTS20).file
     assert not any(tmp_path.iterdir())  # nothing downloaded, nothing cached
     again = resnetlab.create_model("resnet20", pretrained=True)
     paper = resnetlab.create_model("resnet20", weights=DEFAULT20)
@@ -224,7 +221,7 @@ def test_predict_with_a_weights_name_applies_its_preprocessing(real_test) -> Non
     root = real_data("cifar10-jpeg") / "test"
     paths = [p for c in classes for p in sorted((root / c).glob("*.jpg"))[:100]]
     truth = torch.tensor([classes.index(p.parent.name) for p in paths])
-    loaded = load_model_file(WEIGHTS20)
+    loaded = load(WEIGHTS20)
     top = [classes.index(p.top[0][0]) for p in predict_files(loaded, paths, topk=1, batch_size=250)]
     w = resnetlab.get_weights(WEIGHTS20)
     model, t = resnetlab.create_model("resnet20", weights=WEIGHTS20), w.transforms()
@@ -389,22 +386,22 @@ def test_download_good_file_then_cached_and_checked_on_every_load(server, entry,
     url, root = server
     _publish(root, entry, _made(tmp_path))
     cache = tmp_path / "cache"
-    wf = pretrained.load_entry(entry, url, progress=False, cache=cache)
+    wf = hub.load_entry(entry, url, progress=False, cache=cache)
     assert wf.sha256 == entry.sha256 and sorted(p.name for p in cache.iterdir()) == [entry.url_name]
     (root / "release" / entry.url_name).unlink()  # the server no longer has it: the cache serves
-    assert pretrained.load_entry(entry, url, progress=False, cache=cache).sha256 == entry.sha256
+    assert hub.load_entry(entry, url, progress=False, cache=cache).sha256 == entry.sha256
     damaged = bytearray((cache / entry.url_name).read_bytes())
     damaged[-1] ^= 1
     (cache / entry.url_name).write_bytes(bytes(damaged))
     with pytest.raises(WeightsFileError, match=f"is damaged.*cached download: delete {cache / entry.url_name}"):
-        pretrained.load_entry(entry, url, progress=False, cache=cache)
+        hub.load_entry(entry, url, progress=False, cache=cache)
 
 
 def test_create_model_downloads_from_the_env_url(server, entry, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     url, root = server
     _publish(root, entry, _made(tmp_path))
-    monkeypatch.setenv(pretrained.BASE_URL_ENV, url)
+    monkeypatch.setenv(hub.BASE_URL_ENV, url)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     model = resnetlab.create_model("resnet8", weights="resnet8.test", progress=False)
     assert (tmp_path / "hub" / "checkpoints" / entry.url_name).is_file()
@@ -436,10 +433,10 @@ def test_download_failures_are_one_error_and_leave_nothing(server, entry, tmp_pa
     target = cache / entry.url_name
     if case == "cut":
         with pytest.raises(WeightsFileError, match=expect):
-            pretrained.download(f"{url}/{entry.url_name}.cut", target, entry.sha256, entry.size, progress=False)
+            hub.download(f"{url}/{entry.url_name}.cut", target, entry.sha256, entry.size, progress=False)
     else:
-        with pytest.raises(WeightsFileError, match=f"{expect}.*Nothing was written.*{pretrained.BASE_URL_ENV}"):
-            pretrained.load_entry(entry, url, progress=False, cache=cache)
+        with pytest.raises(WeightsFileError, match=f"{expect}.*Nothing was written.*{hub.BASE_URL_ENV}"):
+            hub.load_entry(entry, url, progress=False, cache=cache)
     assert not cache.exists() or not any(cache.iterdir())  # no partial file, no temp file
 
 
@@ -488,7 +485,7 @@ def test_an_unwritable_cache_is_one_error(server, entry, tmp_path: Path) -> None
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
     with pytest.raises(WeightsFileError, match=r"cannot write .*Nothing was written"):
-        pretrained.load_entry(entry, url, progress=False, cache=blocked / "cache")
+        hub.load_entry(entry, url, progress=False, cache=blocked / "cache")
 
 
 def test_scoring_weights_on_other_data_than_their_card_says_so_in_one_line(

@@ -126,9 +126,9 @@ def test_eval_cli_protocols_on_a_cifar_style_checkpoint(tmp_path: Path, capsys: 
         assert report["protocol"] == protocol and report["images"] == 32
         results[protocol] = report
     assert f"({protocol} test)" in capsys.readouterr().out
-    from resnetlab.interop import load_model_file
+    from resnetlab.weights import load
 
-    loaded = load_model_file(ckpt)
+    loaded = load(ckpt)
     assert loaded.view == ViewSpec.fixed(16, 4)
     direct = evaluate_tensors(loaded.model, arrays.test_x, arrays.test_y, loaded.mean, loaded.std, "10crop",
                               loaded.view, channels_last=False)

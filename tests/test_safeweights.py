@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from resnetlab.models import create_model
-from resnetlab.safeweights import WeightsFileError, load_model, load_weights, save_weights, weights_bytes
+from resnetlab.weights import load
+from resnetlab.weights.files import WeightsFileError, load_weights, save_weights, weights_bytes
 
 
 def _save(path: Path) -> tuple[torch.nn.Module, str]:
@@ -22,7 +23,8 @@ def _save(path: Path) -> tuple[torch.nn.Module, str]:
 
 def test_round_trip_keeps_bn_exact_and_kernels_to_float16(tmp_path: Path) -> None:
     model, digest = _save(tmp_path / "m.safetensors")
-    loaded, wf = load_model(tmp_path / "m.safetensors")
+    wf = load(tmp_path / "m.safetensors")
+    loaded = wf.model
     assert wf.sha256 == digest and wf.meta["classes"] == ["a", "b", "c", "d"] and wf.std is None
     for k, v in model.state_dict().items():
         got = loaded.state_dict()[k]

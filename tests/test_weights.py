@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from resnetlab import ResNetLabError, create_model
-from resnetlab.models.weights import IncompatibleWeightsError, load_state_dict, read_state_dict, strip_prefixes
+from resnetlab.weights import IncompatibleWeightsError, load_state_dict, strip_prefixes
+from resnetlab.weights.files import read_state_dict
 
 
 def test_strip_prefixes_handles_ddp_and_compile() -> None:
@@ -70,3 +71,55 @@ def test_corrupt_weights_file_is_named(tmp_path: Path, content: bytes | None) ->
         path.write_bytes(content)
     with pytest.raises(ResNetLabError, match=r"w\.pt"):
         read_state_dict(path)
+
+
+# --- one format, and the older files that still load ----------------------------------------------------------------
+OLD = Path(__file__).parent / "expected" / "old_formats"  # written by resnetlab before the weights package
+
+
+@pytest.mark.parametrize(("name", "kind", "pad"), [("checkpoint-0000002.pt", "checkpoint", 4),
+                                                   ("converted.pt", "legacy", 2)])
+def test_files_in_the_older_formats_load_to_the_outputs_they_gave(name: str, kind: str, pad: int) -> None:
+    """A checkpoint without the model record (its model is read from its config) and a ``torch.save`` weights file
+    from the old ``convert``: the same net, classes and test view, and bit-identical outputs to those stored when
+    the old code loaded them."""
+    from resnetlab.weights import load
+
+    stored = torch.load(OLD / "outputs.pt", weights_only=True)
+    loaded = load(OLD / name)
+    assert (loaded.kind, loaded.name, loaded.model_kwargs) == (kind, "resnet8", {"num_classes": 4})
+    assert loaded.classes == ["a", "b", "c", "d"] and (loaded.view.crop, loaded.view.pad) == (16, pad)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(stored["input"]), stored[name])
+
+
+def test_a_checkpoint_carries_the_weights_files_model_record(tmp_path: Path) -> None:
+    """The final checkpoint and model.safetensors record the same model, so a checkpoint rebuilds its net without
+    the run's config (taken away here)."""
+    from resnetlab.train import fit
+    from resnetlab.train.checkpoint import list_checkpoints, load_checkpoint
+    from resnetlab.weights import TrainedWeights, load_weights
+    from resnetlab.weights.files import checkpoint_meta
+    from train_utils import tiny_bundle, tiny_config
+
+    fit(tiny_config(max_iters=4, eval_interval=4, log_interval=2), tmp_path / "run", data=tiny_bundle(),
+        progress=False)
+    state = load_checkpoint(list_checkpoints(tmp_path / "run")[-1][1])
+    del state["config"]
+    final = load_weights(tmp_path / "run" / "model.safetensors").meta
+    assert checkpoint_meta(state) == {k: v for k, v in final.items() if k not in ("format", "version")}
+    net = TrainedWeights("ckpt", "checkpoint", state["model"], checkpoint_meta(state), state["mean"],
+                         state["std"]).build()
+    assert net.classes == final["classes"] and net.preprocess.transform.crop == final["input_size"]
+    for k, v in state["model"].items():
+        assert torch.equal(net.state_dict()[k], v), k
+
+
+def test_convert_writes_the_weights_format_only(tmp_path: Path) -> None:
+    from resnetlab.weights.convert import convert_file
+
+    torch.save({"state_dict": {}}, tmp_path / "ref.th")
+    with pytest.raises(ResNetLabError, match=r"write the converted weights to a \.safetensors file \(e\.g\. .*out"
+                                             r"\.safetensors\)"):
+        convert_file("cifar-reference", tmp_path / "ref.th", tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()

@@ -14,10 +14,10 @@ The other blocks are the results made on the JPEG copy (``results/cifar10-jpeg/`
   (``degradation-medium``, and ``table6-medium`` where it has more seeds);
 - ``noise``: the medium budget's noise, the spread of its two committed ResNet-20 seeds (``table6-medium``);
 - ``medium``: Fig. 6, Table 6, Fig. 7 and the shortcut options from ``*-medium/results.json`` (tables, claims);
-- ``cards``: the weights' cards table, as ``resnetlab weights`` prints it from ``models/released.json``;
+- ``cards``: the weights' cards table, as ``resnetlab weights`` prints it from ``weights/released.json``;
 - ``paper``: where the paper-length ResNet-20 stands, from the files git tracks under ``runs/cifar10-jpeg/paper`` (a
   clone's view, not the local checkpoints of a run still training); for a finished run also the same net's medium
-  seeds (``table6-medium``), its release (``models/released.json``) and its curves (``degradation-paper``).
+  seeds (``table6-medium``), its release (``weights/released.json``) and its curves (``degradation-paper``).
 """
 
 from __future__ import annotations
@@ -301,7 +301,7 @@ def _medium_comparison(model: str, test_error: float) -> str:
 
 def _released_as(run: str) -> str:
     """The released weights made from this run, and whether ``pretrained=True`` loads them."""
-    from resnetlab.models import list_weights, weights_entry
+    from resnetlab.weights import list_weights, weights_entry
 
     names = [n for n in list_weights() if weights_entry(n).meta.get("run") == run]
     if not names:

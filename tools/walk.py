@@ -23,10 +23,8 @@ from typing import Any
 LAYERS = [
     ("api and cli", ("resnetlab.cli", "resnetlab.__init__")),
     ("experiments and release", ("resnetlab.experiments", "resnetlab.release")),  # cards sit above evaluation
-    ("train", ("resnetlab.train",)),
-    ("weights", ("resnetlab.pretrained", "resnetlab.interop", "resnetlab.safeweights",
-                 "resnetlab.transforms", "resnetlab.export", "resnetlab.predict", "resnetlab.inference",
-                 "resnetlab.weights")),
+    ("train and evaluation", ("resnetlab.train", "resnetlab.predict")),
+    ("weights", ("resnetlab.weights", "resnetlab.export", "resnetlab.inference")),
     ("models and data", ("resnetlab.models", "resnetlab.data", "resnetlab.figures")),
     ("base", ("resnetlab.errors", "resnetlab.runtime", "resnetlab.io", "resnetlab.runfiles")),
 ]

@@ -10,8 +10,8 @@
 from typing import Any
 
 from .errors import ResNetLabError
-from .models import list_models, list_weights, model_info
-from .pretrained import Weights, create_model, get_weights
+from .models import list_models, model_info
+from .weights import Weights, create_model, get_weights, list_weights
 
 __version__ = "0.1.0"
 __all__ = ["ResNetLabError", "TrainConfig", "Weights", "__version__", "create_model", "fit", "get_weights",

@@ -67,7 +67,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
             raise ResNetLabError("weights publish needs --out DIR (the folder to upload)")
         files = release.publish(Path(args.out))
         print(f"wrote {len(files)} files and SHA256SUMS to {args.out}: upload them to the release at "
-              "pretrained.DEFAULT_BASE_URL")
+              "weights.hub.DEFAULT_BASE_URL")
         return 0
     print(release.cards_table())
     return 0
@@ -75,18 +75,17 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import check_parity, export_model
-    from .interop import load_model_file, model_file_kind
     from .models import create_model, model_info
-    from .models.weights import load_state_dict, read_state_dict
+    from .weights import load_state_dict, read
 
     if args.checkpoint == "DEFAULT" and args.model:  # the model's default weights
         args.checkpoint = f"{args.model}.DEFAULT"
-    if args.checkpoint and model_file_kind(args.checkpoint):  # a training checkpoint / converted file names its model
-        loaded = load_model_file(args.checkpoint)
-        if (args.model and args.model != loaded.name) or args.kw:
-            raise ResNetLabError(f"{args.checkpoint} holds a {loaded.name} ({loaded.model_kwargs}); drop the model "
+    held = read(args.checkpoint) if args.checkpoint else None
+    if held is not None and held.name is not None:  # weights, a checkpoint or a converted file name their model
+        if (args.model and args.model != held.name) or args.kw:
+            raise ResNetLabError(f"{args.checkpoint} holds a {held.name} ({held.model_kwargs}); drop the model "
                                  "name and --kw: they are read from the checkpoint")
-        model, size = loaded.model, args.input_size or loaded.view.crop
+        model, size = held.build(), args.input_size or held.view.crop
     else:
         if not args.model:
             raise ResNetLabError("name the model to export (e.g. resnet50), or give --checkpoint of a training run")
@@ -95,8 +94,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             model = create_model(args.model, **_model_kwargs(args.kw))
         except TypeError as exc:
             raise ResNetLabError(f"bad model option for {args.model}: {exc}") from None
-        if args.checkpoint:
-            load_state_dict(model, read_state_dict(args.checkpoint), source=args.checkpoint)
+        if held is not None:  # a bare state dict
+            load_state_dict(model, held.state_dict, source=args.checkpoint)
         size = args.input_size or info.input_size
     out = export_model(model, args.format, args.out, size)
     diff = check_parity(model, out, size, batch=3)
@@ -148,10 +147,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.init and not args.model:  # --init names the network: train that one, with its options
             from .train.init import read_init
 
-            _, trained_as, trained_kwargs = read_init(args.init)
-            if trained_as is not None:
-                cfg.model = trained_as
-                cfg.model_kwargs = {**{k: v for k, v in (trained_kwargs or {}).items() if k != "num_classes"},
+            held = read_init(args.init)
+            if held.name is not None:
+                cfg.model = held.name
+                cfg.model_kwargs = {**{k: v for k, v in held.model_kwargs.items() if k != "num_classes"},
                                     **cfg.model_kwargs}
         result = fit(cfg, args.out, progress=progress)
     s = result.summary
@@ -184,7 +183,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .interop import convert_file
+    from .weights.convert import convert_file
 
     classes = None
     if args.classes:
@@ -197,11 +196,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .interop import load_model_file
     from .predict import predict_files
     from .train.device import select_device
+    from .weights import load
 
-    loaded = load_model_file(args.checkpoint)
+    loaded = load(args.checkpoint)
     preds = predict_files(loaded, args.images, topk=args.topk, protocol=args.protocol, precision=args.precision,
                           device=select_device(args.device))
     if args.json:

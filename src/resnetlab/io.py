@@ -1,6 +1,6 @@
-"""Files written so that a crash, a full disk or a second reader never sees half of one, and files that carry their
-SHA-256 beside them (``NAME.sha256``, the ``sha256sum`` format). The data, weights and training code all write
-through here.
+"""Files written so that a crash, a full disk or a second reader never sees half of one, files that carry their
+SHA-256 beside them (``NAME.sha256``, the ``sha256sum`` format), and the one HTTP download, checked before it is
+kept. The data, weights and training code all write and fetch through here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "checksum_path", "fsync_dir", "read_checksum", "sha256_hex", "write_checksum"]
+__all__ = ["DownloadError", "atomic_write", "checksum_path", "download", "fsync_dir", "read_checksum", "sha256_hex",
+           "write_checksum"]
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: the process's umask, restored at once
@@ -75,3 +76,83 @@ def read_checksum(path: Path) -> str | None:
     side = checksum_path(path)
     words = side.read_text().split() if side.is_file() else []
     return words[0] if words else None
+
+
+class DownloadError(Exception):
+    """A download that failed; nothing was left behind. ``kind`` says what went wrong, for the caller's message:
+    "connect" (no server), "http" (an error status), "broken" (the transfer stopped), "size" (truncated or too
+    long), "hash" (the bytes are not the expected ones) or "write" (the target folder is not writable or full)."""
+
+    def __init__(self, kind: str, reason: str, received: int = 0, actual: str | None = None) -> None:
+        super().__init__(reason)
+        self.kind, self.reason, self.received, self.actual = kind, reason, received, actual
+
+
+def download(url: str, target: Path, *, algorithm: str, expected: str, size: int | None = None,
+             progress: bool = True, timeout: float = 30.0, desc: str | None = None) -> Path:
+    """Fetch ``url`` to ``target``: streamed into a temporary file beside it, checked (its length against ``size``,
+    else the announced length, and its ``algorithm`` digest against ``expected``), fsynced, then renamed. Any
+    failure leaves nothing behind and raises one :class:`DownloadError`; the data and weights code word it."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    from tqdm import tqdm
+
+    digest, got = hashlib.new(algorithm), 0
+    tmp: Path | None = None
+    try:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        except OSError as exc:
+            raise DownloadError("write", exc.strerror or str(exc)) from None
+        tmp = Path(tmp_name)
+        with os.fdopen(fd, "wb") as out:
+            try:
+                resp = urllib.request.urlopen(url, timeout=timeout)
+            except urllib.error.HTTPError as exc:
+                raise DownloadError("http", f"HTTP {exc.code} {exc.reason}") from None
+            except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+                raise DownloadError("connect", str(getattr(exc, "reason", exc))) from None
+            with resp:
+                length = resp.headers.get("Content-Length")
+                announced = int(length) if length and length.isdigit() else None
+                total = size if size is not None else announced
+                with tqdm(total=total, unit="B", unit_scale=True, desc=desc or target.name, disable=not progress,
+                          leave=False) as bar:
+                    while True:
+                        try:
+                            chunk = resp.read(1 << 20)
+                        except (OSError, http.client.HTTPException) as exc:  # reset, timeout, TLS error
+                            raise DownloadError("broken", f"the transfer broke off after {got} bytes "
+                                                f"({type(exc).__name__})", got) from None
+                        if not chunk:
+                            break
+                        got += len(chunk)
+                        if size is not None and got > size:  # a wrong file: stop before it fills the disk
+                            raise DownloadError("size", f"the server sends more than the {size} bytes expected", got)
+                        try:
+                            out.write(chunk)
+                        except OSError as exc:
+                            raise DownloadError("write", exc.strerror or str(exc), got) from None
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+            try:
+                out.flush()
+                os.fsync(out.fileno())
+            except OSError as exc:
+                raise DownloadError("write", exc.strerror or str(exc), got) from None
+        if total is not None and got != total:
+            raise DownloadError("size", f"the file is truncated or wrong: {got} bytes received, {total} expected",
+                                got)
+        if digest.hexdigest() != expected.lower():
+            raise DownloadError("hash", f"its {algorithm} is {digest.hexdigest()}, expected {expected.lower()}", got,
+                                digest.hexdigest())
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    return target

@@ -12,9 +12,9 @@ from .data.stream import decode_rgb
 from .data.views import make_views
 from .errors import ResNetLabError
 from .inference import inference_copy
-from .interop import LoadedModel
 from .train.device import resolve_precision
 from .train.protocols import check_protocol, score_views
+from .weights import LoadedModel
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 ``resnetlab weights release RUN_DIR... --data D`` evaluates each run's ``model.safetensors`` exactly as
 ``resnetlab eval --checkpoint NAME --data D`` does (fp32, the default evaluation batch, the full test set) and writes
-the card into ``models/released.json``, the registry's data. ``resnetlab weights publish --out DIR`` lays the files
-out as they are uploaded to the release server (``pretrained.DEFAULT_BASE_URL``).
+the card into ``weights/released.json``, the registry's data. ``resnetlab weights publish --out DIR`` lays the files
+out as they are uploaded to the release server (``weights.hub.DEFAULT_BASE_URL``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 from .data.known import known_data
 from .errors import ResNetLabError
 from .io import atomic_write
-from .models import RELEASED, WeightsEntry, list_models, list_weights, weights_entry
+from .models import list_models
 from .models.complexity import complexity
-from .pretrained import REPO_ROOT
-from .safeweights import load_weights
 from .train.report import DEFAULT_EVAL_BATCH, evaluate_checkpoint
+from .weights import RELEASED, WeightsEntry, list_weights, load_weights, weights_entry
+from .weights.hub import REPO_ROOT
 
 __all__ = ["DEFAULT_PREFERENCE", "DEFAULT_TAG", "cards_table", "make_card", "ordered_rows", "publish", "release_runs",
            "run_origin"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 __all__ = ["WEIGHTS_NAME", "checkpoint_iteration", "checkpoint_name", "list_checkpoints"]
 
-WEIGHTS_NAME = "model.safetensors"  # a finished run's final weights (safeweights.py): what experiments reuse
+WEIGHTS_NAME = "model.safetensors"  # a finished run's final weights (weights/files.py): what experiments reuse
 _CHECKPOINT = re.compile(r"checkpoint-(\d{7,})\.pt")
 
 

@@ -18,16 +18,11 @@ pickle fails with :class:`DataError` instead of running code.
 from __future__ import annotations
 
 import codecs
-import contextlib
-import hashlib
-import http.client
 import os
 import pickle
 import shutil
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -36,9 +31,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from ..io import fsync_dir
+from ..io import DownloadError, fsync_dir
+from ..io import download as download_file
 from .arrays import SplitArrays
 from .cache import file_digest, resolve_cache_dir
 from .errors import DATA_HINT, DataError, DataWarning
@@ -160,75 +155,22 @@ def download(
             f"{target} exists but its md5 is {actual}, expected {expected}: it is incomplete or not the "
             f"official {release.title} file; delete it and retry"
         )
+    local_copy = (f"download {release.url} on a machine with internet access and pass the file with --data "
+                  f"/path/to/{release.archive} (or the extracted {release.folder} folder)")
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{release.archive}.", suffix=".part", dir=root)
-    except OSError as e:
-        raise DataError(f"cannot write into {root}: {e.strerror or e}; pass --cache-dir a writable folder") from e
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            actual = _fetch(url, out, tmp, release, progress=progress, timeout=timeout)
-            out.flush()
-            os.fsync(out.fileno())
-        if actual != expected:
-            raise DataError(
-                f"checksum mismatch for {url}: md5 {actual}, expected {expected}. The download is corrupt or "
-                f"incomplete and was deleted: retry, or download {release.url} by hand and pass it with --data"
-            )
-        os.replace(tmp, target)
-        fsync_dir(root)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return target
-
-
-def _fetch(url: str, out: Any, tmp: Path, release: CifarRelease, *, progress: bool, timeout: float) -> str:
-    """Stream ``url`` into the open file ``out`` and return the MD5 of the bytes written."""
-    local_copy = (
-        f"download {release.url} on a machine with internet access and pass the file with "
-        f"--data /path/to/{release.archive} (or the extracted {release.folder} folder)"
-    )
-    try:
-        response = urllib.request.urlopen(url, timeout=timeout)
-    except urllib.error.HTTPError as e:
-        raise DataError(f"downloading {url} failed: HTTP {e.code} {e.reason}; {local_copy}") from e
-    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
-        reason = getattr(e, "reason", e)
-        raise DataError(f"cannot download {url} ({reason}): no internet connection? {local_copy}") from e
-    h = hashlib.md5()
-    received = 0
-    with response:
-        length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        with tqdm(
-            total=total,
-            unit="B",
-            unit_scale=True,
-            desc=f"downloading {release.archive}",
-            disable=not progress,
-        ) as bar:
-            while True:
-                try:
-                    chunk = response.read(1 << 20)
-                except (OSError, http.client.HTTPException) as e:
-                    raise DataError(
-                        f"download of {url} broke off after {received} bytes ({e}); retry, or {local_copy}"
-                    ) from e
-                if not chunk:
-                    break
-                try:
-                    out.write(chunk)
-                except OSError as e:
-                    raise DataError(f"cannot write {tmp}: {e.strerror or e} (disk full?); free space and retry") from e
-                h.update(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-    if total is not None and received != total:
-        raise DataError(f"download of {url} is incomplete ({received} of {total} bytes); retry, or {local_copy}")
-    return h.hexdigest()
+        return download_file(url, target, algorithm="md5", expected=expected, progress=progress, timeout=timeout,
+                             desc=f"downloading {release.archive}")
+    except DownloadError as e:
+        why = {
+            "connect": f"cannot download {url} ({e.reason}): no internet connection? {local_copy}",
+            "http": f"downloading {url} failed: {e.reason}; {local_copy}",
+            "broken": f"download of {url} broke off after {e.received} bytes; retry, or {local_copy}",
+            "size": f"download of {url} is incomplete ({e.reason}); retry, or {local_copy}",
+            "hash": f"checksum mismatch for {url}: md5 {e.actual}, expected {expected}. The download is corrupt or "
+                    f"incomplete and was deleted: retry, or download {release.url} by hand and pass it with --data",
+            "write": f"cannot write into {root}: {e.reason}; free space, or pass --cache-dir a writable folder",
+        }
+        raise DataError(why[e.kind]) from None
 
 
 # ------------------------------------------------------------------------------------------------- extraction

@@ -28,7 +28,7 @@ EXPERIMENTS: dict[str, tuple[Callable[..., Path], str]] = {
 def default_runs_dir() -> Path:
     """``./runs`` where it exists, else the runs committed in the clone resnetlab is installed from (so a command run
     from another folder still finds them), else ``./runs``."""
-    from ..pretrained import REPO_ROOT
+    from ..weights.hub import REPO_ROOT
 
     here = Path("runs")
     clone = REPO_ROOT / "runs"

@@ -96,9 +96,9 @@ def table3_note() -> str:
 
 def ten_crop(ctx: ImageNetContext, spec: RunSpec, record: RunRecord) -> dict[str, float]:
     """10-crop top-1/top-5 validation error (%) of the run's final checkpoint; cached beside the run."""
-    from ..interop import load_model_file
     from ..train.device import resolve_precision, select_device
     from ..train.protocols import evaluate_stream
+    from ..weights import load
 
     run_dir = Path(record.run_dir)
     checkpoint = json.loads((run_dir / "summary.json").read_text())["checkpoint"]
@@ -110,7 +110,7 @@ def ten_crop(ctx: ImageNetContext, spec: RunSpec, record: RunRecord) -> dict[str
     cfg = ctx.config(spec)
     data = ctx.bundle(cfg)
     device = select_device(cfg.device)
-    model = load_model_file(run_dir / checkpoint).model.to(device)
+    model = load(run_dir / checkpoint).model.to(device)
     r = evaluate_stream(model, data, "val", "10crop", batch_size=max(1, cfg.eval_batch_size // 10), device=device,
                         precision=resolve_precision(cfg.eval_precision, device), chunk=cfg.eval_batch_size,
                         progress=ctx.progress)

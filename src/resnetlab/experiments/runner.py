@@ -373,11 +373,12 @@ def finished_run(run_dir: Path, cfg: TrainConfig) -> RunResult | None:
 
 def run_model(run_dir: Path) -> tuple[Any, Any]:
     """A finished run's network from its ``model.safetensors`` (checked against the SHA-256 in its summary), with
-    the weights file (preprocessing in ``.mean`` / ``.std``)."""
-    from ..safeweights import load_model
+    what was loaded (preprocessing in ``.mean`` / ``.std``)."""
+    from ..weights import load
 
     summary = json.loads((run_dir / "summary.json").read_text())
-    return load_model(run_dir / WEIGHTS_NAME, summary.get("weights_sha256"))
+    loaded = load(run_dir / WEIGHTS_NAME, sha256=summary.get("weights_sha256"))
+    return loaded.model, loaded
 
 
 @dataclass

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from . import specs
 from ._registry import (
     ModelInfo,
     UnknownModelError,
-    UnknownWeightsError,
-    WeightsEntry,
     create_model,
     list_models,
-    list_weights,
     model_info,
     register_model,
     register_pattern,
-    register_weights,
-    weights_entry,
 )
 from .layers import ZeroPadShortcut, make_shortcut
 from .preact import PreActBasicBlock, PreActBottleneck, PreActResNet, preact_resnet
@@ -47,17 +39,7 @@ def _register_all() -> None:
     register_pattern(r"preact_resnet(\d+)", preact_resnet, family="cifar", input_size=32)
 
 
-# The released weights (`resnetlab weights release` writes this file from finished runs; see resnetlab.pretrained).
-RELEASED = Path(__file__).with_name("released.json")
-
-
-def _register_released() -> None:
-    for row in json.loads(RELEASED.read_text())["weights"]:
-        register_weights(WeightsEntry(**row))
-
-
 _register_all()
-_register_released()
 
 __all__ = [
     "VGG",
@@ -69,8 +51,6 @@ __all__ = [
     "PreActResNet",
     "ResNet",
     "UnknownModelError",
-    "UnknownWeightsError",
-    "WeightsEntry",
     "ZeroPadShortcut",
     "cifar_plain",
     "cifar_resnet",
@@ -78,14 +58,11 @@ __all__ = [
     "imagenet_plain",
     "imagenet_resnet",
     "list_models",
-    "list_weights",
     "make_shortcut",
     "model_info",
     "preact_resnet",
     "register_model",
     "register_pattern",
-    "register_weights",
     "specs",
     "vgg",
-    "weights_entry",
 ]

@@ -17,13 +17,11 @@ from typing import Any
 import torch
 
 from ..errors import ResNetLabError
-from ..io import atomic_write, checksum_path, read_checksum, sha256_hex, write_checksum
+from ..io import atomic_write, checksum_path, sha256_hex, write_checksum
 from ..runfiles import checkpoint_iteration, checkpoint_name, list_checkpoints  # noqa: F401 (re-exported)
 
-FORMAT = "resnetlab.checkpoint"
-VERSION = 1
-class CheckpointError(ResNetLabError):
-    """A checkpoint that cannot be used: corrupt, truncated, foreign, or failing its checksum."""
+# Checkpoints are read where every trained network is (weights/files.py); training writes them here.
+from ..weights.files import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError, load_checkpoint
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
@@ -31,7 +29,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
     its checksum beside it. A full disk raises a CheckpointError; earlier checkpoints are untouched."""
     buf = io.BytesIO()
     try:
-        torch.save({"format": FORMAT, "version": VERSION, **state}, buf)
+        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, buf)
     except Exception as exc:  # an object pickle cannot store: nothing was written
         raise CheckpointError(f"could not serialise checkpoint {path}: {type(exc).__name__}: "
                               f"{(str(exc).splitlines() or [''])[0][:200]}; nothing was written and "
@@ -55,42 +53,6 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
             f"another --out) and continue with `resnetlab train --resume {path.parent}`"
         ) from exc
     return path
-
-
-def verify_checksum(path: Path, data: bytes, required: bool = True) -> None:
-    expected = read_checksum(path)
-    if expected is None and not checksum_path(path).is_file():
-        if required:
-            raise CheckpointError(f"checkpoint {path} has no checksum file {checksum_path(path).name}: it was not "
-                                  "completely written (or not by resnetlab); it cannot be trusted")
-        return
-    if sha256_hex(data) != expected:
-        raise CheckpointError(f"checkpoint {path} fails its SHA-256 check: the file is damaged (a changed or "
-                              "truncated byte); use an earlier checkpoint")
-
-
-def load_checkpoint(path: str | Path, require_checksum: bool = True) -> dict[str, Any]:
-    """Read and verify a checkpoint; weights-only loading, so a file carrying code is refused, never executed."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    data = path.read_bytes()
-    if not data:
-        raise CheckpointError(f"checkpoint {path} is empty (zero bytes): it was never completely written")
-    verify_checksum(path, data, required=require_checksum)
-    try:
-        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, random bytes, or a pickle that wants to run code
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]} "
-            "(corrupt, truncated, or not a weights-only PyTorch file; files that would run code are refused)"
-        ) from None
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a resnetlab training checkpoint (a bare state dict? `resnetlab "
-                              "export --checkpoint` and `load_state_dict` take those)")
-    if obj.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {obj.get('version')}; this resnetlab reads {VERSION}")
-    return obj
 
 
 def latest_checkpoint(run_dir: Path, log: Any = print) -> tuple[Path, dict[str, Any]] | None:

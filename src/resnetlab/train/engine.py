@@ -9,7 +9,7 @@ One run lives in a run directory::
     RUN_DIR/checkpoint-NNNNNNN.pt  (+ .sha256) model, optimizer, schedule, RNG, scaler; newest keep_checkpoints
     RUN_DIR/curves.png             training error dashed, validation/test error bold (the paper's style)
     RUN_DIR/summary.json           final training, validation and test error, what evaluation cost
-    RUN_DIR/model.safetensors      (+ .sha256) the final weights with their preprocessing (``safeweights``)
+    RUN_DIR/model.safetensors      (+ .sha256) the final weights with their preprocessing (``weights/files.py``)
 
 Everything random is a function of (seed, epoch, batch index) (see ``data.BatchLoader``), so a resumed run
 continues exactly where the uninterrupted one would be, and 2 processes x 64 images train the same parameters as
@@ -36,7 +36,7 @@ from ..errors import ResNetLabError
 from ..io import atomic_write
 from ..runfiles import WEIGHTS_NAME
 from ..runtime import machine, tune_allocator
-from ..safeweights import save_weights
+from ..weights.files import save_weights
 from . import checkpoint as ckpt
 from .config import ConfigError, TrainConfig, check_model, evaluates_at, validate
 from .device import resolve_precision, select_device, set_threads
@@ -345,14 +345,8 @@ def _has_safetensors() -> bool:
 
 
 def save_final_weights(trainer: Trainer, path: Path) -> str:
-    """The run's final weights with its preprocessing and provenance (``safeweights``); returns the SHA-256."""
-    cfg, data = trainer.cfg, trainer.data
-    input_size = data.input_size
-    meta = {"model": cfg.model, "model_kwargs": {**cfg.model_kwargs, "num_classes": data.num_classes},
-            "classes": list(data.classes), "input_size": input_size, "pad": cfg.pad, "normalize": cfg.normalize,
-            "loader": cfg.loader, "iterations": trainer.iteration, "recipe": cfg.recipe, "seed": cfg.seed,
-            "data": getattr(data, "digest", None), "precision": trainer.precision}
-    return save_weights(path, trainer.model.state_dict(), data.mean, data.std, meta)
+    """The run's final weights with its preprocessing and provenance (``weights/files.py``); returns the SHA-256."""
+    return save_weights(path, trainer.model.state_dict(), trainer.data.mean, trainer.data.std, trainer.weights_meta())
 
 
 def _finish(trainer: Trainer, run_dir: Path, main: bool, cost: dict[str, float], eval_precision: str) -> RunResult:

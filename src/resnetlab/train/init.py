@@ -13,39 +13,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 
 from ..errors import ResNetLabError
-from ..models import list_models, list_weights, weights_entry
-from ..models.weights import IncompatibleWeightsError, load_state_dict, read_state_dict, strip_prefixes
+from ..weights import IncompatibleWeightsError, TrainedWeights, load_state_dict, read, resolve, strip_prefixes
 from .config import TrainConfig
 
 
-def read_init(source: str) -> tuple[dict[str, Tensor], str | None, dict[str, Any] | None]:
-    """The state dict of ``source`` (a released weights name, a ``.safetensors`` file, a resnetlab checkpoint or
-    weights file, a bare state dict), and the model and options it was trained as where the file says."""
-    path = Path(source)
-    if not path.exists() and source.removesuffix(".DEFAULT") in list_models():  # a model's default weights
-        source = weights_entry("DEFAULT", source.removesuffix(".DEFAULT")).name
-    if not path.exists() and source in list_weights():
-        from ..pretrained import load_entry
-
-        wf = load_entry(weights_entry(source))
-        return wf.state_dict, wf.meta.get("model"), wf.meta.get("model_kwargs")
-    if not path.is_file():
+def read_init(source: str) -> TrainedWeights:
+    """The weights ``source`` names (released weights, a run folder, a weights file, a resnetlab checkpoint or a bare
+    state dict), read and verified; ``.name`` and ``.model_kwargs`` say what they were trained as, where recorded."""
+    try:
+        src = resolve(source)
+    except ResNetLabError:
+        if Path(source).exists():  # a run folder without weights: its own message
+            raise
         raise ResNetLabError(f"--init {source}: no such file and no released weights of that name (`resnetlab "
-                             "weights` lists them)")
-    if path.suffix == ".safetensors":
-        from ..safeweights import load_weights
-
-        wf = load_weights(path)
-        return wf.state_dict, wf.meta.get("model"), wf.meta.get("model_kwargs")
-    from ..interop import load_model_file, model_file_kind
-
-    if model_file_kind(path) is not None:  # a training checkpoint (checksum verified) or a converted file
-        loaded = load_model_file(path)
-        return loaded.model.state_dict(), loaded.name, loaded.model_kwargs
-    return read_state_dict(path), None, None
+                             "weights` lists them)") from None
+    return read(src)
 
 
 def _head_keys(model: nn.Module) -> tuple[str, str]:
@@ -56,9 +41,10 @@ def _head_keys(model: nn.Module) -> tuple[str, str]:
 
 def initialise(model: nn.Module, cfg: TrainConfig, source: str) -> str:
     """Load ``source`` into ``model`` (in place); returns the sentence the run's log shows."""
-    state, trained_as, trained_kwargs = read_init(source)
+    tw = read_init(source)
+    state, trained_as = tw.state_dict, tw.name
     if trained_as is not None:
-        theirs_kw = {k: v for k, v in (trained_kwargs or {}).items() if k != "num_classes"}
+        theirs_kw = {k: v for k, v in tw.model_kwargs.items() if k != "num_classes"}
         ours_kw = {k: v for k, v in cfg.model_kwargs.items() if k != "num_classes"}
         if trained_as != cfg.model or theirs_kw != ours_kw:
             def desc(name: str, kw: dict[str, Any]) -> str:

@@ -60,17 +60,16 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
     """
     from ..data.stream import open_stream
     from ..inference import inference_copy
-    from ..interop import load_model_file
+    from ..weights import load
     from .protocols import check_protocol, evaluate_stream, evaluate_tensors
 
     check_protocol(protocol)
     path = Path(path)
-    loaded = load_model_file(path)
-    cfg = loaded.config
-    # the digest of the data the weights were trained on: a released file's card, a checkpoint's own record
-    trained_on = loaded.state["meta"].get("data") if loaded.kind == "released" else loaded.state.get("data_content")
+    loaded = load(path)
+    cfg = loaded.run_config  # a training checkpoint's: the data it trained on, its loader workers
+    trained_on = loaded.meta.get("data")  # the digest of the data the weights were trained on, as recorded
     data_digest = None
-    spec = data or (cfg.data if cfg is not None else None)
+    spec = data or (cfg["data"] if cfg is not None else None)
     if spec is None:
         raise ResNetLabError(f"{path} holds weights without a run's config: give the data to evaluate on with --data")
     dev = select_device(device)
@@ -80,7 +79,7 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
     per_image = {"center": 1, "10crop": 10, "multiscale": len(loaded.view.scale_sides)}[protocol]
     common = {"device": dev, "precision": precision, "chunk": batch_size, "progress": progress}
     if loaded.view.style == "imagenet":  # images of any size, streamed: the folder's held-out tree
-        n_workers = workers if workers is not None else (cfg.workers if cfg is not None else 8)
+        n_workers = workers if workers is not None else (int(cfg.get("workers", 8)) if cfg is not None else 8)
         stream = open_stream(spec, crop=loaded.view.crop, mean=mean, std=std, workers=n_workers, skip_bad=skip_bad,
                              progress=progress)
         classes = _check_classes(loaded.classes, stream.classes, loaded.num_classes)
@@ -123,7 +122,7 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
     }
     if out_dir:
         out = Path(out_dir)
-    elif loaded.kind == "released" and not path.is_file():  # a weights name: the current folder
+    elif loaded.kind == "released":  # a weights name: the current folder
         out = Path("eval") / f"{path}-{protocol}"
     else:
         out = path.parent / "eval" / f"{path.stem}-{protocol}"  # one folder per result

@@ -17,6 +17,7 @@ from ..data.stream import StreamData, StreamLoader
 from ..errors import ResNetLabError
 from ..inference import inference_copy
 from ..models import create_model
+from ..weights import load_state_dict
 from .config import ConfigError, TrainConfig, validate
 from .device import autocast, resolve_precision, select_device
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers
@@ -229,11 +230,18 @@ class Trainer:
             "std": self.data.std,
             "input_size": self.data.input_size,
             "world_size": self.info.world_size,
+            "meta": self.weights_meta(),  # what a weights file records: the model rebuilds without this config
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        from ..models.weights import load_state_dict
+    def weights_meta(self) -> dict[str, Any]:
+        """The model's record, as a weights file and a checkpoint both carry it (``weights/files.py``)."""
+        cfg, data = self.cfg, self.data
+        return {"model": cfg.model, "model_kwargs": {**cfg.model_kwargs, "num_classes": data.num_classes},
+                "classes": list(data.classes), "input_size": data.input_size, "pad": cfg.pad,
+                "normalize": cfg.normalize, "loader": cfg.loader, "iterations": self.iteration, "recipe": cfg.recipe,
+                "seed": cfg.seed, "data": getattr(data, "digest", None), "precision": self.precision}
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         load_state_dict(self.model, state["model"], source="checkpoint")
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):

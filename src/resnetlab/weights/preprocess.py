@@ -1,4 +1,4 @@
-"""The preprocessing that travels with released weights (``get_weights(name).transforms()``).
+"""The preprocessing that travels with trained weights (``get_weights(name).transforms()``, ``model.preprocess``).
 
 A model is only as accurate as its inputs are prepared: a CIFAR net of the paper subtracts the per-pixel mean of its
 training images (Sec. 4.2) from 0..255 pixels. This module takes the image formats people have at hand and refuses
@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .data.views import center_crop, resize_shorter
-from .errors import ResNetLabError
+from ..data.views import ViewSpec, center_crop, resize_shorter
+from ..errors import ResNetLabError
 
-__all__ = ["ImagePreprocess"]
+__all__ = ["ImagePreprocess", "Preprocessing"]
 
 
 class ImagePreprocess(nn.Module):
@@ -82,3 +82,22 @@ class ImagePreprocess(nn.Module):
         if self.std is not None:
             out = out / self.std.to(batch.device)
         return out[0] if single else out.contiguous()
+
+    @classmethod
+    def for_view(cls, mean: Tensor, std: Tensor | None, view: ViewSpec) -> ImagePreprocess:
+        """The preprocessing of a net tested on ``view`` (its crop, and the shorter side it is taken from)."""
+        return cls(mean, std, view.crop, view.resize)
+
+
+class Preprocessing:
+    """What a model built with weights carries as ``model.preprocess``: images in, the model's input out. A plain
+    object around the :class:`ImagePreprocess` module, so it is not part of the model's state dict or exports."""
+
+    def __init__(self, transform: ImagePreprocess) -> None:
+        self.transform = transform
+
+    def __call__(self, images: Any) -> Tensor:
+        return self.transform(images)
+
+    def __repr__(self) -> str:
+        return f"Preprocessing({self.transform!r})"

@@ -1,11 +1,9 @@
-"""Loading weights into the zoo's models: prefix stripping and mismatch messages a person can act on."""
+"""Fitting a state dict into the zoo's models: prefix stripping and mismatch messages a person can act on."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from ..errors import ResNetLabError
@@ -68,24 +66,3 @@ def load_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], strict: 
         raise IncompatibleWeightsError(f"{source} does not fit {type(model).__name__}: {problem}")
     model.load_state_dict(state_dict, strict=strict)
     return model
-
-
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """A state dict from a ``.pt``/``.pth`` file: a bare state dict, or a checkpoint holding one under ``model``,
-    ``state_dict`` or ``model_state``. Loaded with ``weights_only=True``: a file that would run code is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise ResNetLabError(f"weights file {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, random bytes, or a pickle with code in it
-        raise ResNetLabError(f"cannot read weights from {path}: {type(exc).__name__}: {str(exc)[:300]} "
-                             "(the file is corrupt, truncated, or not a weights-only PyTorch file)") from None
-    if isinstance(obj, dict):
-        for key in ("model", "state_dict", "model_state"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise ResNetLabError(f"{path} holds no state dict (a mapping of parameter names to tensors)")
-    return obj
