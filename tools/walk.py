@@ -7,7 +7,8 @@ It traces calls with ``sys.setprofile`` (only calls into resnetlab modules count
 crosses into it from another module; every module is imported first, so import-time code does not count) and stops
 at the first ``torch.optim.Optimizer.step``. A lambda or nested function called from a lower layer is a callback:
 it is its defining module's code, not a climb. The layers, top to
-bottom, are LAYERS below; a call from a module into a higher layer is a climb.
+bottom, are LAYERS below; a call from a module into a higher layer is a climb. Last it prints the path itself: the
+resnetlab functions on the stack when the optimizer steps, from the command line down.
 """
 
 from __future__ import annotations
@@ -46,6 +47,19 @@ class Walk:
         self.climbs: list[tuple[str, str]] = []
         self.current: str | None = None
         self.done = False
+        self.path: list[tuple[str, str]] = []  # (module, function) on the stack at the first optimizer step
+
+    @staticmethod
+    def _path(frame: FrameType) -> list[tuple[str, str]]:
+        """The resnetlab functions a training call goes through to reach ``frame``, outermost first."""
+        out = []
+        f: FrameType | None = frame
+        while f is not None:
+            module = f.f_globals.get("__name__", "")
+            if module.startswith("resnetlab"):
+                out.append((module, f.f_code.co_qualname))
+            f = f.f_back
+        return out[::-1]
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
         if self.done or event != "call":
@@ -53,6 +67,7 @@ class Walk:
         module = frame.f_globals.get("__name__", "")
         if frame.f_code.co_name == "step" and module.startswith("torch.optim"):
             self.done = True
+            self.path = self._path(frame)
             return
         if not module.startswith("resnetlab") or module == self.current:
             return
@@ -115,6 +130,10 @@ def main() -> int:
               f"  {module}")
     for source, target in dict.fromkeys(walk.climbs):
         print(f"  climb: {source} -> {target}")
+    modules = list(dict.fromkeys(m for m, _ in walk.path))
+    print(f"the path from the CLI to the optimizer step: {len(walk.path)} calls in {len(modules)} modules")
+    for module, function in walk.path:
+        print(f"  {module}.{function}")
     return 0
 
 

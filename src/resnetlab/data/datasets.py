@@ -8,6 +8,7 @@ scale factor.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -20,7 +21,7 @@ from .cifar import download as download_release
 from .cifar import get_release, is_official, load_official
 from .errors import DATA_HINT, DataError
 from .folder import load_image_folder
-from .loader import BatchLoader
+from .loader import BatchLoader, tensor_batches
 from .resident import ResidentBatchLoader
 
 __all__ = [
@@ -207,12 +208,13 @@ class DataBundle:
     digest: str | None = None
 
     def __post_init__(self) -> None:
-        for split, y in (("training", self.train_y), ("validation", self.val_y), ("test", self.test_y)):
-            check_labels(y, len(self.classes), f"{split} labels")
+        self.check()
 
     # The data-source interface (shared with a streamed folder, ``stream.StreamData``): what the trainer asks of its
     # data, so that it never asks which kind it has.
     can_reside: ClassVar[bool] = True  # the whole set fits on the training device (data_on_device)
+    # a run scores its final model on every training image once (summary.json's final_train_error): cheap here
+    scores_training_set: ClassVar[bool] = True
 
     @property
     def num_classes(self) -> int:
@@ -242,6 +244,12 @@ class DataBundle:
         other data (or another split) is refused."""
         return tensor_digest((self.train_x, self.train_y, self.val_x, self.val_y, self.test_x, self.test_y),
                              "\n".join(self.classes).encode())
+
+    def eval_batches(self, split: str, batch_size: int, *, rank: int = 0, world_size: int = 1,
+                     pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's share of a split as (uint8 images, labels) batches, each image once as it is. The evaluation
+        copies each batch to the device: 15k CIFAR images are 46 MB, milliseconds on a GPU."""
+        return tensor_batches(*self.arrays(split), batch_size, rank, world_size)
 
     def train_loader(self, batch_size: int, seed: int, *, rank: int = 0, world_size: int = 1,
                      device: torch.device | None = None, pad: int = 4, flip: bool = True,

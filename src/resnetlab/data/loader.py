@@ -40,6 +40,15 @@ def rank_slice(size: int, rank: int, world_size: int) -> slice:
     return slice(start, start + base + (rank < extra))
 
 
+def tensor_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, rank: int = 0,
+                   world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Rank ``rank``'s share of in-memory ``images`` and ``labels``, ``batch_size`` at a time, in order (evaluation:
+    unaugmented, each image once)."""
+    share = rank_slice(int(images.shape[0]), rank, world_size)
+    for s in range(share.start, share.stop, max(1, batch_size)):
+        yield images[s:min(s + batch_size, share.stop)], labels[s:min(s + batch_size, share.stop)]
+
+
 class BatchLoader:
     """Mini-batches of ``(images uint8 [b, 3, H, W], labels int64 [b])`` from in-memory tensors.
 

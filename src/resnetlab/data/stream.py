@@ -465,6 +465,8 @@ class StreamData:
 
     # The data-source interface (shared with in-memory data, ``datasets.DataBundle``).
     can_reside: ClassVar[bool] = False  # decoded by workers on the host, batch by batch
+    # a final pass over every training image (ImageNet: 1.28M) would cost a run about an epoch of forward passes
+    scores_training_set: ClassVar[bool] = False
 
     @property
     def num_classes(self) -> int:
@@ -511,6 +513,15 @@ class StreamData:
         return StreamLoader(self.root, self.splits["train"], self.augment, batch_size, seed, rank=rank,
                             world_size=world_size, workers=self.workers, skip_bad=self.skip_bad,
                             pin_memory=pin_memory)
+
+    def eval_batches(self, split: str, batch_size: int, *, rank: int = 0, world_size: int = 1,
+                     pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's share of a split as (uint8 center views, labels) batches, decoded by the workers: the single
+        view of Sec. 3.4's validation curves (Fig. 4's bold lines)."""
+        for views, labels in self.views(split, "center", batch_size, rank=rank, world_size=world_size,
+                                        pin_memory=pin_memory):
+            if views:
+                yield torch.stack([v[0] for v in views]), labels
 
     def views(self, split: str, protocol: str, batch_size: int, *, rank: int = 0, world_size: int = 1,
               pin_memory: bool = False) -> Iterator[tuple[list[list[torch.Tensor]], torch.Tensor]]:

@@ -354,7 +354,7 @@ def _finish(trainer: Trainer, run_dir: Path, main: bool, cost: dict[str, float],
     # train_error averages augmented batches over the last log window while the weights moved (a sample of a few
     # thousand images). Streamed data (ImageNet) skips it: a full pass costs about a tenth of an epoch's training.
     start = _clock()
-    final_train = trainer.evaluate("train").top1_error if trainer.cfg.loader == "memory" else None
+    final_train = trainer.evaluate("train").top1_error if trainer.data.scores_training_set else None
     cost["eval"] += _clock() - start
     rows = read_metrics(run_dir / "metrics.jsonl")
     train_rows = [r for r in rows if r["kind"] == "train"]

@@ -3,6 +3,7 @@ over the ranks."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 
 from ..data import normalize
 from ..data.arrays import check_labels
-from ..data.loader import rank_slice
+from ..data.loader import rank_slice, tensor_batches
 from .device import autocast
 from .distributed import DistInfo, all_reduce_sum
 
@@ -54,33 +55,27 @@ class ErrorTally:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: Tensor, labels: Tensor, mean: Tensor, std: Tensor | None, *,
-             batch_size: int = 1000, device: torch.device | str = "cpu", precision: str = "fp32",
-             channels_last: bool = True, num_classes: int | None = None, info: DistInfo | None = None,
-             progress: bool = False) -> EvalResult:
-    """Loss and top-1/top-5 error (%) of ``model`` on uint8 ``images`` [N, 3, H, W] (single view, unaugmented).
-
-    With ``num_classes`` also the confusion matrix. Under DDP every rank evaluates its share and the sums are
-    all-reduced, so every rank returns the same result.
-    """
+def evaluate_batches(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], mean: Tensor, std: Tensor | None,
+                     *, device: torch.device | str = "cpu", precision: str = "fp32", channels_last: bool = True,
+                     num_classes: int | None = None, info: DistInfo | None = None, progress: bool = False,
+                     total: int | None = None) -> EvalResult:
+    """Loss and top-1/top-5 error (%) of ``model`` over ``batches`` of (uint8 images [B, 3, H, W], labels): one
+    view per image, unaugmented. With ``num_classes`` also the confusion matrix. Under DDP every rank passes its
+    own share and the sums are all-reduced, so every rank returns the same result."""
     info = info or DistInfo()
     device = torch.device(device)
-    check_labels(labels, num_classes, "evaluation labels")  # -100 would be left out of the loss silently
     was_training = model.training
     model.eval()
-    share = rank_slice(int(images.shape[0]), info.rank, info.world_size)
-    x_all, y_all = images[share], labels[share]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     tally = ErrorTally(device, num_classes)
-    starts = range(0, int(x_all.shape[0]), batch_size)
     if progress:
         from tqdm import tqdm
 
-        starts = tqdm(starts, desc="eval", unit="batch", leave=False, dynamic_ncols=True)
+        batches = tqdm(batches, desc="eval", unit="batch", total=total, leave=False, dynamic_ncols=True)
     try:
-        for s in starts:
-            x = normalize(x_all[s:s + batch_size].to(device), mean, std, memory_format=fmt)
-            y = y_all[s:s + batch_size].to(device)
+        for images, labels in batches:
+            x = normalize(images.to(device, non_blocking=True), mean, std, memory_format=fmt)
+            y = labels.to(device)
             with autocast(device, precision):
                 logits = model(x)
             logits = logits.float()
@@ -88,4 +83,18 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, mean: Tensor, std
     finally:
         model.train(was_training)
     return tally.result(info)
+
+
+def evaluate(model: nn.Module, images: Tensor, labels: Tensor, mean: Tensor, std: Tensor | None, *,
+             batch_size: int = 1000, device: torch.device | str = "cpu", precision: str = "fp32",
+             channels_last: bool = True, num_classes: int | None = None, info: DistInfo | None = None,
+             progress: bool = False) -> EvalResult:
+    """Loss and top-1/top-5 error (%) of ``model`` on uint8 ``images`` [N, 3, H, W] (single view, unaugmented)."""
+    check_labels(labels, num_classes, "evaluation labels")  # -100 would be left out of the loss silently
+    info = info or DistInfo()
+    share = rank_slice(int(images.shape[0]), info.rank, info.world_size)
+    batches = tensor_batches(images, labels, batch_size, info.rank, info.world_size)
+    return evaluate_batches(model, batches, mean, std, device=device,
+                            precision=precision, channels_last=channels_last, num_classes=num_classes, info=info,
+                            progress=progress, total=-(-(share.stop - share.start) // batch_size))
 

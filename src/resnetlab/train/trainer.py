@@ -21,9 +21,8 @@ from ..weights import load_state_dict
 from .config import ConfigError, TrainConfig, validate
 from .device import autocast, resolve_precision, select_device
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers
-from .evaluate import EvalResult, evaluate
+from .evaluate import EvalResult, evaluate_batches
 from .init import initialise
-from .protocols import evaluate_stream
 from .schedule import LRSchedule
 
 
@@ -111,9 +110,6 @@ class Trainer:
             cfg.batch_size, cfg.seed, rank=self.info.rank, world_size=self.info.world_size,
             device=self.device if self.resident else None, pad=cfg.pad, flip=cfg.flip,
             pin_memory=self.device.type == "cuda")
-        self.eval_splits: dict[str, tuple[Tensor, Tensor]] = {}  # resident copies of the evaluation splits
-        if self.resident:
-            self.eval_splits = {s: tuple(t.to(self.device) for t in data.arrays(s)) for s in ("val", "test")}
         if cfg.lr_schedule == "plateau" and not self.split_size("val"):
             raise ConfigError("lr_schedule=plateau watches the validation error, but there is no validation split: "
                               "set val_size > 0 (or use a folder with val/ and loader=stream)")
@@ -202,14 +198,10 @@ class Trainer:
         # The inference path (a BN-folded copy): the same function, about 1.5x faster than the training module.
         precision = resolve_precision(self.cfg.eval_precision, self.device)
         model = inference_copy(self.model, precision, self.cfg.channels_last)
-        if isinstance(self.data, StreamData):  # center-crop validation of a streamed folder (Fig. 4's bold curves)
-            return evaluate_stream(model, self.data, split, "center", batch_size=self.cfg.eval_batch_size,
-                                   device=self.device, precision=precision,
-                                   channels_last=self.cfg.channels_last, info=self.info)
-        x, y = self.eval_splits.get(split) or self.data.arrays(split)
-        return evaluate(model, x, y, self.mean, self.std, batch_size=self.cfg.eval_batch_size,
-                        device=self.device, precision=precision, channels_last=self.cfg.channels_last,
-                        info=self.info)
+        batches = self.data.eval_batches(split, self.cfg.eval_batch_size, rank=self.info.rank,
+                                         world_size=self.info.world_size, pin_memory=self.device.type == "cuda")
+        return evaluate_batches(model, batches, self.mean, self.std, device=self.device, precision=precision,
+                                channels_last=self.cfg.channels_last, info=self.info)
 
     # checkpoints
     def state_dict(self) -> dict[str, Any]:
