@@ -27,6 +27,7 @@ from resnetlab.train import (
     resolve_config,
     step_lr,
 )
+from resnetlab.train import device as device_mod
 from resnetlab.train import engine as engine_mod
 from resnetlab.train.checkpoint import list_checkpoints
 from resnetlab.train.schedule import warmup_wanted
@@ -121,8 +122,8 @@ def test_precision_auto_is_bf16_only_where_the_cpu_has_bf16_units(
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: cpu_bf16, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     assert TrainConfig().precision == "auto"
-    assert engine_mod.resolve_precision("auto", "cpu") == expected
-    assert engine_mod.resolve_precision("fp32", "cpu") == "fp32"  # an explicit choice is kept
+    assert device_mod.resolve_precision("auto", "cpu") == expected
+    assert device_mod.resolve_precision("fp32", "cpu") == "fp32"  # an explicit choice is kept
     trainer = Trainer(tiny_config(precision="auto"), tiny_bundle())
     assert trainer.precision == expected
     seen: list[torch.dtype] = []  # the dtype the first conv really computes in

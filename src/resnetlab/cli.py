@@ -10,6 +10,7 @@ import json
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .errors import ResNetLabError
 from .runtime import tune_allocator
@@ -103,15 +104,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_overrides(args: argparse.Namespace) -> list[str]:
-    pairs = list(args.set)
-    for key in ("model", "data", "cache_dir", "init", "image_size"):
-        value = getattr(args, key, None)
-        if value is not None:
-            pairs.insert(0, f"{key}={value}")
-    if getattr(args, "skip_bad", False):
-        pairs.insert(0, "skip_bad=true")
-    return pairs
+def _train_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The config values the command's named options give (``--model``, ``--data``, ...), typed."""
+    values = {key: getattr(args, key) for key in ("skip_bad", "image_size", "init", "cache_dir", "data", "model")
+              if getattr(args, key, None) is not None}
+    if not values.get("skip_bad"):
+        values.pop("skip_bad", None)
+    return values
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -134,16 +133,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not run_dir.exists():
             raise ResNetLabError(f"cannot resume: {run_dir} does not exist (nothing is started in its place)")
         cfg = None
-        pairs = _train_overrides(args)
-        if pairs or args.scale != 1.0:
+        values = _train_values(args)
+        if values or args.set or args.scale != 1.0:
             if args.scale != 1.0:
                 raise ResNetLabError("--scale cannot change a run being resumed; start a new run with --out")
-            cfg = apply_overrides(copy.deepcopy(read_run_config(run_dir)), pairs)
+            cfg = apply_overrides(apply_overrides(copy.deepcopy(read_run_config(run_dir)), values), args.set)
         result = fit(cfg, run_dir, resume=True, progress=progress)
     else:
         if not args.out:
             raise ResNetLabError("give --out RUN_DIR for a new run (or --resume RUN_DIR to continue one)")
-        cfg = resolve_config(args.recipe, _train_overrides(args), args.scale)
+        cfg = resolve_config(args.recipe, args.set, args.scale, values=_train_values(args))
         if args.init and not args.model:  # --init names the network: train that one, with its options
             from .train.init import read_init
 

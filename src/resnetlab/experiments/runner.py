@@ -115,13 +115,11 @@ class Context:
     _bundle: DataBundle | StreamData | None = None
 
     def config(self, spec: RunSpec) -> TrainConfig:
-        pairs = [f"{k}={v}" for k, v in self.budget.overrides.items()]
-        pairs += [f"data={self.data}", f"model={spec.model}", f"seed={spec.seed}"]
+        values = {**self.budget.overrides, "data": self.data, "model": spec.model, "seed": spec.seed}
         if self.cache_dir:
-            pairs.append(f"cache_dir={self.cache_dir}")
-        pairs += [f"model.{k}={v}" for k, v in spec.model_kwargs]
-        pairs += self.overrides
-        return resolve_config(self.recipe, pairs, scale=self.budget.scale)
+            values["cache_dir"] = self.cache_dir
+        values.update({f"model.{k}": v for k, v in spec.model_kwargs})
+        return resolve_config(self.recipe, self.overrides, scale=self.budget.scale, values=values)
 
     def _key_dir(self, spec: RunSpec, cfg: TrainConfig) -> Path:
         key = config_hash(cfg, data_identity(self.bundle(cfg)))

@@ -257,11 +257,26 @@ def _model_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(cfg: TrainConfig, pairs: list[str] | dict[str, Any]) -> TrainConfig:
-    """Apply ``key=value`` overrides (``--set``); ``model.KEY=VALUE`` sets a model option (``model.shortcut=B``).
+def _typed(key: str, value: Any, hint: Any) -> Any:
+    """A value given in Python as the field's type: an int for a float field is a float (a run's key hashes the
+    config as JSON, where 1 and 1.0 differ), a list for a tuple field a tuple."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if (hint is float or float in args) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typing.get_origin(hint) is tuple and isinstance(value, list):
+        return tuple(value)
+    return value
 
-    A dict applies typed values directly (from Python); strings are parsed by the field's type.
-    """
+
+def apply_overrides(cfg: TrainConfig, pairs: list[str] | dict[str, Any]) -> TrainConfig:
+    """Apply overrides and validate the result once: ``key=value`` strings (``--set``; ``model.KEY=VALUE`` sets a
+    model option, ``model.shortcut=B``) are parsed by the field's type; a dict's values are taken as typed."""
+    _apply(cfg, pairs)
+    validate(cfg)
+    return cfg
+
+
+def _apply(cfg: TrainConfig, pairs: list[str] | dict[str, Any]) -> None:
     hints = typing.get_type_hints(TrainConfig)
     items = pairs.items() if isinstance(pairs, dict) else [_split(p) for p in pairs]
     for key, value in items:
@@ -272,11 +287,8 @@ def apply_overrides(cfg: TrainConfig, pairs: list[str] | dict[str, Any]) -> Trai
             close = [k for k in hints if key in k or k in key][:3]
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ConfigError(f"unknown config key {key!r}{hint}; keys: {', '.join(sorted(hints))}")
-        if isinstance(value, str):
-            value = _convert(key, value, hints[key])
+        value = _convert(key, value, hints[key]) if isinstance(value, str) else _typed(key, value, hints[key])
         setattr(cfg, key, value)
-    validate(cfg)
-    return cfg
 
 
 def _split(pair: str) -> tuple[str, str]:
@@ -324,10 +336,13 @@ def validate(cfg: TrainConfig) -> None:
 
 
 def resolve_config(recipe: str, overrides: list[str] | dict[str, Any] | None = None,
-                   scale: float = 1.0) -> TrainConfig:
-    """The config of a run: the recipe, ``scale`` on its iteration counts, then the overrides (taken as given:
-    ``--scale 0.1 --set eval_interval=50`` evaluates every 50 iterations)."""
-    cfg = apply_overrides(apply_scale(recipe_config(recipe), scale), overrides or [])
+                   scale: float = 1.0, *, values: dict[str, Any] | None = None) -> TrainConfig:
+    """The config of a run, resolved once: the recipe, ``scale`` on its iteration counts, typed ``values`` (a
+    budget's, the command's named options), then the ``overrides`` (``--set``, taken as given: ``--scale 0.1 --set
+    eval_interval=50`` evaluates every 50 iterations), validated once."""
+    cfg = apply_scale(recipe_config(recipe), scale)
+    _apply(cfg, values or {})
+    cfg = apply_overrides(cfg, overrides or [])
     if recipe == "finetune" and not cfg.init:
         raise ConfigError("the finetune recipe starts from trained weights: pass --init NAME (a released weights "
                           "name such as resnet56, or a .safetensors file)")

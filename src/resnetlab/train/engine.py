@@ -39,7 +39,7 @@ from ..runtime import machine, tune_allocator
 from ..weights.files import save_weights
 from . import checkpoint as ckpt
 from .config import ConfigError, TrainConfig, check_model, evaluates_at, validate
-from .device import resolve_precision, select_device, set_threads
+from .device import select_device, set_threads
 from .distributed import DistInfo, barrier, cleanup, init_distributed
 from .metrics import MetricsLog, MetricsSink, plot_curves, read_metrics
 from .resume import RESUMABLE_CHANGES, check_same_data, config_differences, data_digest, has_run, read_run_config
@@ -255,7 +255,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
     if found is not None:  # the logging window half-filled at the checkpoint: the next row averages the same steps
         window.update(found[1].get("log_window") or {})
         cost.update(found[1].get("cost") or {})
-    eval_precision = resolve_precision(cfg.eval_precision, trainer.device)
+    eval_precision = trainer.eval_precision
     mark = [_clock()]  # end of the last step or evaluation: what follows it is training time
     shown: dict[str, str] = {}  # the progress bar's postfix: this batch's loss/error, the last interval's img/s
 

@@ -72,6 +72,7 @@ class Trainer:
         self.device = select_device(cfg.device, self.info)
         # The precision this run computes in on this device ("auto" resolved; resuming elsewhere may resolve it anew).
         self.precision = resolve_precision(cfg.precision, self.device)
+        self.eval_precision = resolve_precision(cfg.eval_precision, self.device)  # what its errors are measured in
         if self.precision == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError("this GPU has no bfloat16 support; use --set precision=fp16")
         check_num_classes(cfg, data)
@@ -196,7 +197,7 @@ class Trainer:
         data only), in ``eval_precision``, each image once."""
         broadcast_buffers(self.model, self.info)  # every rank scores the model that rank 0 checkpoints
         # The inference path (a BN-folded copy): the same function, about 1.5x faster than the training module.
-        precision = resolve_precision(self.cfg.eval_precision, self.device)
+        precision = self.eval_precision
         model = inference_copy(self.model, precision, self.cfg.channels_last)
         batches = self.data.eval_batches(split, self.cfg.eval_batch_size, rank=self.info.rank,
                                          world_size=self.info.world_size, pin_memory=self.device.type == "cuda")
