@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+import torch
 
 from data_utils import REPO
 
@@ -172,6 +173,12 @@ def test_the_headline_says_not_yet_running_or_the_final_errors_of_each_official_
     (run / "config.json").write_text(json.dumps({"model": "resnet20", "seed": 0, "model_kwargs": {}}))
     (run / "checkpoint-0012000.pt").write_bytes(b"x")
     assert row("ResNet-20").endswith("| 8.29 | running (12,000 of 64,000 iterations committed) | - |")
+    other = tmp_path / "runs" / "cifar10" / "paper" / "resnet20-s0-4567cdef"  # the same net in the other precision
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model": "resnet20", "seed": 0, "model_kwargs": {}}))
+    torch.save({"precision": "fp32"}, other / "checkpoint-0002000.pt")
+    assert row("ResNet-20").endswith("| running (12,000 in an unknown precision, 2,000 in fp32 of 64,000 iterations "
+                                     "committed) | - |")
     (run / "summary.json").write_text(json.dumps({"test_error": 8.514, "train_error": 0.61, "final_train_error": 0.2}))
     assert row("ResNet-20") == "| ResNet-20 | 8.75 | 8.27 | 8.29 | **8.51** | 0.20 |"  # the final model's full pass
     assert row("ResNet-56").endswith("| not yet | - |")

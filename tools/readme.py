@@ -244,11 +244,11 @@ def headline_block() -> str:
     from resnetlab.runfiles import checkpoint_iteration
 
     files = _tracked(OFFICIAL_RUNS)
-    runs: dict[str, Path] = {}
+    runs: dict[str, list[Path]] = {}  # a net may have a run in each training precision (bf16, fp32)
     for config_file in sorted(p for p in files if p.name == "config.json"):
         config = json.loads(config_file.read_text())
         if config["seed"] == 0 and not config.get("model_kwargs"):
-            runs[config["model"]] = config_file.parent
+            runs.setdefault(config["model"], []).append(config_file.parent)
     public = list(PUBLIC_REPRODUCTIONS)
     links = " | ".join(f"[{n.split('/')[0]}](https://github.com/{n})" for n in public)
     rows = [f"| net | paper: test error (%) | {links} | this project: test error (%) | training error (%) |",
@@ -257,19 +257,37 @@ def headline_block() -> str:
         paper = paper_numbers(model)
         reported = f"{paper.cifar10_error:.2f}" if paper and paper.cifar10_error else "Fig. 1 (curves)"
         others = " | ".join(f"{e:.2f}" if (e := PUBLIC_REPRODUCTIONS[n]["errors"].get(model)) else "-" for n in public)
-        run = runs.get(model)
-        if run is not None and run / "summary.json" in files:
-            s = json.loads((run / "summary.json").read_text())
+        found = runs.get(model, [])
+        done = [run for run in found if run / "summary.json" in files]
+        if done:
+            s = json.loads((done[0] / "summary.json").read_text())
             train = s.get("final_train_error", s["train_error"])
             ours = f"**{s['test_error']:.2f}** | {train:.2f}"
-        elif run is not None:
-            at = max((it for p in files if p.parent == run and (it := checkpoint_iteration(p.name)) is not None),
-                     default=0)
-            ours = f"running ({at:,} of 64,000 iterations committed) | -"
+        elif found:
+            at = {run: max((it for p in files if p.parent == run and (it := checkpoint_iteration(p.name)) is not None),
+                           default=0) for run in found}
+            if len(found) == 1:
+                ours = f"running ({at[found[0]]:,} of 64,000 iterations committed) | -"
+            else:  # one run per training precision: how far each got
+                each = ", ".join(f"{at[run]:,} in {_trained_in(run, at[run])}"
+                                 for run in sorted(found, key=lambda r: -at[r]))
+                ours = f"running ({each} of 64,000 iterations committed) | -"
         else:
             ours = "not yet | -"
         rows.append(f"| {_net(model)} | {reported} | {others} | {ours} |")
     return "\n".join(rows)
+
+
+def _trained_in(run: Path, iteration: int) -> str:
+    """The precision a committed run trains in, as its newest checkpoint records it."""
+    import torch
+
+    from resnetlab.runfiles import checkpoint_name
+
+    try:
+        return str(torch.load(run / checkpoint_name(iteration), map_location="cpu", weights_only=True)["precision"])
+    except Exception:  # a checkpoint that does not load names no precision
+        return "an unknown precision"
 
 
 def _after_first_step(rows: list[dict], milestones: list[int]) -> str:
