@@ -29,6 +29,7 @@ from PIL import Image
 from resnetlab import io as io_mod
 from resnetlab.cli import main
 from resnetlab.data import BatchLoader, DataError, DataWarning, SplitArrays, make_bundle
+from resnetlab.io import checksum_path
 from resnetlab.models import create_model
 from resnetlab.models import resnet as resnet_mod
 from resnetlab.train import CheckpointError, evaluate, fit, load_checkpoint, read_metrics, save_checkpoint
@@ -36,7 +37,7 @@ from resnetlab.train import checkpoint as ckpt_mod
 from resnetlab.train import engine as engine_mod
 from resnetlab.train import metrics as metrics_mod
 from resnetlab.train import trainer as trainer_mod
-from resnetlab.train.checkpoint import checksum_path, list_checkpoints
+from resnetlab.train.checkpoint import list_checkpoints
 from train_utils import free_port, synthetic_arrays, tiny_bundle, tiny_config, write_image_folder
 
 TESTS = Path(__file__).resolve().parent
@@ -265,7 +266,7 @@ def _no_space() -> OSError:
 def test_disk_full_inside_a_checkpoint_write_keeps_the_previous_one_and_resumes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_reference: Path, where: str) -> None:
     run = tmp_path / "run"
-    real_write, real_fsync = ckpt_mod.atomic_write, os.fsync
+    real_write, real_fsync = io_mod.atomic_write, os.fsync
     before: dict[str, bytes] = {}
 
     def full_disk_write(path: Path, write) -> None:
@@ -290,8 +291,7 @@ def test_disk_full_inside_a_checkpoint_write_keeps_the_previous_one_and_resumes(
             raise _no_space()
         real_fsync(fd)
 
-    monkeypatch.setattr(ckpt_mod, "atomic_write", full_disk_write)  # a checkpoint's bytes
-    monkeypatch.setattr(io_mod, "atomic_write", full_disk_write)  # its .sha256, written by io.write_checksum
+    monkeypatch.setattr(io_mod, "atomic_write", full_disk_write)  # every file is written through the io module
     if where == "fsync":
         monkeypatch.setattr(io_mod.os, "fsync", full_disk_fsync)
     with pytest.raises(CheckpointError, match=r"checkpoint-0000008\.pt: the disk is full.*--resume") as err:
@@ -365,7 +365,7 @@ def _unpicklable_at_8(monkeypatch: pytest.MonkeyPatch, before: dict[str, bytes],
 
 
 def _interrupted_mid_write_at_8(monkeypatch: pytest.MonkeyPatch, before: dict[str, bytes], run: Path) -> None:
-    real_write = ckpt_mod.atomic_write
+    real_write = io_mod.atomic_write
 
     def write(path: Path, fill) -> None:
         if path.name != "checkpoint-0000008.pt":
@@ -380,7 +380,7 @@ def _interrupted_mid_write_at_8(monkeypatch: pytest.MonkeyPatch, before: dict[st
 
         return real_write(path, half_then_crash)
 
-    monkeypatch.setattr(ckpt_mod, "atomic_write", write)
+    monkeypatch.setattr(io_mod, "atomic_write", write)
 
 
 @pytest.mark.parametrize(("crash", "error"), [(_unpicklable_at_8, CheckpointError),

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import os
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .. import io  # writes go through the io module's functions: one place to inject a full disk
 from ..errors import ResNetLabError
-from ..io import atomic_write, checksum_path, sha256_hex, write_checksum
 from ..runfiles import checkpoint_iteration, checkpoint_name, list_checkpoints  # noqa: F401 (re-exported)
 
 # Checkpoints are read where every trained network is (weights/files.py); training writes them here.
@@ -27,7 +27,7 @@ from ..weights.files import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointErr
 def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
     """Serialise ``state`` to memory first (a failing object leaves no file), then write ``path`` atomically and
     its checksum beside it. A full disk raises a CheckpointError; earlier checkpoints are untouched."""
-    buf = io.BytesIO()
+    buf = BytesIO()
     try:
         torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, buf)
     except Exception as exc:  # an object pickle cannot store: nothing was written
@@ -35,16 +35,16 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
                               f"{(str(exc).splitlines() or [''])[0][:200]}; nothing was written and "
                               "earlier checkpoints are intact (this is a bug: please report it)") from exc
     data = buf.getvalue()
-    digest = sha256_hex(data)
+    digest = io.sha256_hex(data)
     existed = path.exists()
     try:
         # The checksum goes first: a checkpoint without its checksum is never taken for a good one.
-        write_checksum(path, digest)
-        atomic_write(path, lambda f: f.write(data))
+        io.write_checksum(path, digest)
+        io.atomic_write(path, lambda f: f.write(data))
     except BaseException as exc:
         if not existed:  # no checksum without its checkpoint (atomic_write already removed its temp file)
             with contextlib.suppress(OSError):
-                checksum_path(path).unlink()
+                io.checksum_path(path).unlink()
         if not isinstance(exc, OSError):
             raise
         reason = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror or str(exc)
@@ -71,7 +71,7 @@ def set_aside_newer(run_dir: Path, iteration: int) -> list[Path]:
     moved = []
     for it, path in list_checkpoints(run_dir):
         if it > iteration:
-            for f in (path, checksum_path(path)):
+            for f in (path, io.checksum_path(path)):
                 with contextlib.suppress(OSError):
                     f.rename(f.with_name(f.name + ".damaged"))
             moved.append(path)
@@ -84,7 +84,7 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
         with contextlib.suppress(OSError):
             path.unlink()
         with contextlib.suppress(OSError):
-            checksum_path(path).unlink()
+            io.checksum_path(path).unlink()
 
 
 class RunLock:
