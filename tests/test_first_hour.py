@@ -100,6 +100,8 @@ def test_weights_by_model_name_default_and_run_folder(tmp_path: Path) -> None:
         resolve("DEFAULT")
     with pytest.raises(ResNetLabError, match="did you mean resnet20"):
         list_weights("resnt20")
+    with pytest.raises(ResNetLabError, match=r"resnt20 is neither a file nor released weights; did you mean resnet20"):
+        resolve("resnt20")  # --weights / --checkpoint resnt20
     assert list_weights("resnet1202") == []  # a model with no weights released yet
     run = tmp_path / "run"
     run.mkdir()

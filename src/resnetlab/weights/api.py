@@ -12,6 +12,7 @@ A user's string (``--weights``, ``--checkpoint``, ``--init``, ``create_model(wei
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
 import warnings
@@ -131,6 +132,10 @@ def resolve(spec: str | os.PathLike[str] | Weights, model: str | None = None) ->
         return Source(text, entry=weights_entry(text, model))
     if os.sep in text or "/" in text or path.suffix in _FILE_SUFFIXES:
         raise ResNetLabError(f"{path} does not exist")
+    close = difflib.get_close_matches(text, list_models(), n=3, cutoff=0.75)
+    if close:  # a mistyped model name, for its default weights
+        raise ResNetLabError(f"{text} is neither a file nor released weights; did you mean {' or '.join(close)} (the "
+                             "model's default weights)? (`resnetlab weights` lists them)")
     try:  # a mistyped weights name: say the close matches
         weights_entry(text, model)
     except ResNetLabError as exc:

@@ -155,14 +155,7 @@ def read_torch_file(path: str | Path) -> Any:
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """A state dict from a ``.pt``/``.pth`` file: a bare state dict, or a checkpoint holding one under ``model``,
     ``state_dict`` or ``model_state``. Loaded with ``weights_only=True``: a file that would run code is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise ResNetLabError(f"weights file {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, random bytes, or a pickle with code in it
-        raise ResNetLabError(f"cannot read weights from {path}: {type(exc).__name__}: {str(exc)[:300]} "
-                             "(the file is corrupt, truncated, or not a weights-only PyTorch file)") from None
+    obj = read_torch_file(path)
     if isinstance(obj, dict):
         for key in ("model", "state_dict", "model_state"):
             if isinstance(obj.get(key), dict):
