@@ -27,7 +27,7 @@ BLOCK = 25  # steps per turn
 
 
 def trainer(model: str, bundle, compile_: bool) -> Trainer:
-    cfg = TrainConfig(model=model, data="-", compile=compile_, max_iters=64_000)
+    cfg = TrainConfig.from_dict(dict(model=model, data="-", compile=compile_, max_iters=64_000))
     return Trainer(cfg, bundle)
 
 
@@ -74,7 +74,7 @@ def main() -> None:
             run(eager, stop, times["eager"])
             run(comp, stop, times["compiled"])
         warm = 10  # compiled graphs may recompile once more (e.g. at the first lr change); skip the first steps
-        ips = {k: comp.cfg.batch_size / statistics.median(v[warm:]) for k, v in times.items()}
+        ips = {k: comp.cfg.optim.batch_size / statistics.median(v[warm:]) for k, v in times.items()}
         diff = max((a - b).abs().max().item() for a, b in zip(eager.model.state_dict().values(),
                                                                comp.model.state_dict().values(), strict=True)
                    if a.is_floating_point())

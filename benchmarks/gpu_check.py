@@ -135,8 +135,8 @@ def trained_resnet20(bundle: DataBundle, device: torch.device, report: Report) -
         return model
     except (ImportError, IndexError, OSError, ResNetLabError) as exc:  # no safetensors, no runs/, a damaged file
         steps = 300 if device.type == "cuda" else 20
-        cfg = TrainConfig(model="resnet20", data="-", device=str(device), precision="fp32", max_iters=steps,
-                          milestones=(steps,), val_size=0)
+        cfg = TrainConfig.from_dict(dict(model="resnet20", data="-", device=str(device), precision="fp32",
+                                         max_iters=steps, milestones=(steps,), val_size=0))
         trainer = Trainer(cfg, bundle)
         trainer.train_one_epoch(0, stop=steps)
         report.add("model for the parity checks", f"ResNet-20 trained {steps} iterations here ({type(exc).__name__} "
@@ -167,8 +167,8 @@ def _parity(bundle: DataBundle, device: torch.device, size: Size, report: Report
         updates = []
         batch = next(iter(BatchLoader(bundle.train_x, bundle.train_y, 128, 0, train=True).batches(0)))
         for dev in (torch.device("cpu"), device):
-            cfg = TrainConfig(model="resnet20", data="-", device=str(dev), precision="fp32", val_size=0,
-                              data_on_device="off")
+            cfg = TrainConfig.from_dict(dict(model="resnet20", data="-", device=str(dev), precision="fp32",
+                                             val_size=0, data_on_device="off"))
             trainer = Trainer(cfg, bundle)
             before = [p.detach().cpu().clone() for p in trainer.model.parameters()]
             trainer.train_step(*batch)
@@ -200,8 +200,9 @@ def _parity(bundle: DataBundle, device: torch.device, size: Size, report: Report
 def measure(bundle: DataBundle, device: torch.device, size: Size, model: str, precision: str, channels_last: bool,
             compile_: bool) -> tuple[float, float, float | None]:
     """(img/s, warm-up seconds incl. compilation, peak MB) of ``size.timed`` training steps after the warm-up."""
-    cfg = TrainConfig(model=model, data="-", device=str(device), precision=precision, channels_last=channels_last,
-                      compile=compile_, batch_size=size.batch, val_size=0, data_on_device="on")
+    cfg = TrainConfig.from_dict(dict(model=model, data="-", device=str(device), precision=precision,
+                                     channels_last=channels_last, compile=compile_, batch_size=size.batch, val_size=0,
+                                     data_on_device="on"))
     trainer = Trainer(cfg, bundle)
     batches = trainer.loader.batches(0)
     if device.type == "cuda":
@@ -252,18 +253,19 @@ def check_schedule(data: str, device: torch.device, size: Size, best: dict[str, 
     if cache_dir:
         pairs.append(f"cache_dir={cache_dir}")
     cfg = resolve_config("cifar10_paper", pairs, size.schedule_scale)
-    check = f"paper schedule, {model}, {cfg.max_iters:,} iterations"
+    check = f"paper schedule, {model}, {cfg.schedule.max_iters:,} iterations"
     if model not in best:
         report.add(check, "not run: no speed measured for it", ok=None)
         return
     ips, mode = best[model]
     # training at the measured speed, plus about 6% for the evaluations (measured on CPU: 50-55 steps each)
-    need = 1.06 * cfg.max_iters * cfg.batch_size / ips
+    need = 1.06 * cfg.schedule.max_iters * cfg.optim.batch_size / ips
     if need > clock.left() - reserve:
         report.add(check, f"not run: needs about {need / 60:.1f} min at {ips:,.0f} img/s, "
                    f"{max(0.0, clock.left() - reserve) / 60:.1f} min left", ok=None)
         return
-    cfg.precision, cfg.channels_last, cfg.compile = mode["precision"], mode["channels_last"], mode["compile_"]
+    cfg = cfg.updated({"precision": mode["precision"], "channels_last": mode["channels_last"],
+                       "compile": mode["compile_"]})
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         result = fit(cfg, Path(tmp) / "run", progress=progress)

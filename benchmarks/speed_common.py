@@ -60,9 +60,10 @@ def library_trainer(name: str, precision: str, channels_last: bool = True, batch
     arrays = SplitArrays(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8), torch.randint(0, 10, (n,)),
                          torch.randint(0, 256, (16, 3, size, size), dtype=torch.uint8), torch.randint(0, 10, (16,)),
                          [str(i) for i in range(10)])
-    cfg = TrainConfig(model=name, data="random", recipe="benchmark", batch_size=batch, val_size=0, lr=0.01,
-                      precision=precision, channels_last=channels_last, activation_checkpointing=checkpointing,
-                      max_iters=10**9, milestones=(), eval_test=False, device="cpu")
+    cfg = TrainConfig.from_dict(dict(
+        model=name, data="random", recipe="benchmark", batch_size=batch, val_size=0, lr=0.01, precision=precision,
+        channels_last=channels_last, activation_checkpointing=checkpointing, max_iters=10**9, milestones=(),
+        eval_test=False, device="cpu"))
     return Trainer(cfg, make_bundle(arrays, val_size=0, seed=0), DistInfo())
 
 

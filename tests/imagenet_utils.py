@@ -32,10 +32,8 @@ def write_imagenet_folder(root: Path, n_train: int = 8, n_val: int = 3, sizes: t
 
 def stream_config(data: Path, cache: Path, **overrides: Any) -> TrainConfig:
     """The ImageNet recipe's shape on a tiny scale: crops of 32 from shorter sides in [36, 48], CIFAR-size net."""
-    cfg = TrainConfig(model="resnet8", data=str(data), loader="stream", crop_size=32, scale_range=(36, 48),
-                      batch_size=8, max_iters=8, milestones=(), lr_schedule="plateau", plateau_patience=1,
-                      plateau_threshold=100.0, eval_interval=2, log_interval=2, val_size=0, eval_test=False,
-                      eval_batch_size=4, workers=0, cache_dir=str(cache), recipe="test", precision="fp32")
-    for key, value in overrides.items():
-        setattr(cfg, key, value)
-    return cfg
+    return TrainConfig.from_dict(dict(
+        model="resnet8", data=str(data), loader="stream", crop_size=32, scale_range=(36, 48), batch_size=8,
+        max_iters=8, milestones=(), lr_schedule="plateau", plateau_patience=1, plateau_threshold=100.0,
+        eval_interval=2, log_interval=2, val_size=0, eval_test=False, eval_batch_size=4, workers=0,
+        cache_dir=str(cache), recipe="test", precision="fp32")).updated(overrides)

@@ -27,5 +27,5 @@ def test_the_benchmarked_step_is_trainer_train_step(monkeypatch: pytest.MonkeyPa
     step()
     assert calls == [16, 16]
     trainer = speed_common.library_trainer("resnet20", "bf16", checkpointing=True)
-    assert trainer.cfg.activation_checkpointing and trainer.cfg.precision == "bf16"
+    assert trainer.cfg.hardware.activation_checkpointing and trainer.cfg.hardware.precision == "bf16"
     assert trainer.data.train_x.dtype.is_floating_point is False and trainer.data.train_x.shape[1:] == (3, 32, 32)

@@ -41,7 +41,7 @@ def _overrides(run: Path) -> list[str]:
     """What finds a committed run besides its budget: the one JPEG paper-length run held out 5k images, which its
     budget no longer does (``--set val_size=5000``)."""
     config = json.loads((run / "config.json").read_text())
-    budget_val = BUDGETS[run.parent.name].overrides.get("val_size", TrainConfig().val_size)
+    budget_val = BUDGETS[run.parent.name].overrides.get("val_size", TrainConfig().data.val_size)
     return [] if config["val_size"] == budget_val else [f"val_size={config['val_size']}"]
 
 
@@ -72,8 +72,8 @@ def test_every_committed_run_is_under_the_key_of_its_config_and_data() -> None:
         digest = _digest(run)
         cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
         # "auto" (as it resolved where the run trained), or pinned to what the run trained in (--set precision=fp32)
-        assert cfg.precision in ("auto", _precision(run)), run
-        cfg.precision = _precision(run)
+        assert cfg.hardware.precision in ("auto", _precision(run)), run
+        cfg = cfg.updated({"hardware.precision": _precision(run)})
         assert run.name.rsplit("-", 1)[1] == config_hash(cfg, digest), run
         assert run.parent.parent.name == data_name(digest) and known_data(digest) is not None, run
         assert run.parent.parent.parent == RUNS and run.parent.name in BUDGETS, run

@@ -56,4 +56,5 @@ def test_training_with_data_on_the_device_is_the_same_run() -> None:
 
 def test_auto_keeps_cpu_runs_on_the_host_path() -> None:
     trainer = Trainer(tiny_config(), tiny_bundle())
-    assert trainer.cfg.data_on_device == "auto" and not trainer.resident and type(trainer.loader) is BatchLoader
+    assert trainer.cfg.hardware.data_on_device == "auto" and not trainer.resident
+    assert type(trainer.loader) is BatchLoader

@@ -265,7 +265,8 @@ def test_run_folders_are_keyed_by_the_precision_computed_in(monkeypatch: pytest.
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: cpu_bf16, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     base = {"model": "resnet20", "data": "cifar10", "device": "cpu"}
-    auto, fp32, bf16 = (config_hash(TrainConfig(**base, precision=p), "d" * 64) for p in ("auto", "fp32", "bf16"))
+    auto, fp32, bf16 = (config_hash(TrainConfig.from_dict({**base, "precision": p}), "d" * 64)
+                        for p in ("auto", "fp32", "bf16"))
     assert fp32 != bf16
     assert auto == (bf16 if cpu_bf16 else fp32)
     # pinned: fp32 is left out of the key, so runs keep their folders whatever the default precision becomes
@@ -397,7 +398,7 @@ def test_a_run_made_in_the_other_precision_is_found_and_never_resumed_in_a_preci
     # On a bf16 machine the unfinished fp32 run resumes in fp32 (3 more steps), in its own folder.
     machine(bf16=True)
     fp32_cfg, fp32_dir = ctx().placed(cut_fp32)
-    assert fp32_cfg.precision == "fp32" and (fp32_dir / "checkpoint-0000003.pt").is_file()
+    assert fp32_cfg.hardware.precision == "fp32" and (fp32_dir / "checkpoint-0000003.pt").is_file()
     assert [(r.seed, r.iterations) for r in ctx().train([cut_fp32])] == [(2, 6)] and steps["n"] == 3
     assert json.loads((fp32_dir / "summary.json").read_text())["precision"] == "fp32"
 

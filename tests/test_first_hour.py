@@ -49,12 +49,14 @@ def test_version_and_help_give_purpose_defaults_and_examples(capsys: pytest.Capt
 
 def test_train_keys_lists_every_config_key_with_its_default_and_meaning(capsys: pytest.CaptureFixture[str]) -> None:
     keys = config_keys()
-    assert [k for k, _, _ in keys] == [k for k in TrainConfig().to_dict() if k not in ("recipe", "scale")]
+    sections = TrainConfig().sections()
+    every = [f"{s}.{k}" for s, d in sections.items() for k in d if k not in ("recipe", "scale")]
+    assert [k for k, _, _ in keys] == every
     assert [k for k, _, meaning in keys if not meaning] == []  # every key says what it is
     assert main(["train", "--keys"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == len(keys)
-    assert out[[k for k, _, _ in keys].index("val_size")].split()[:2] == ["val_size", "5000"]
+    assert out[[k for k, _, _ in keys].index("data.val_size")].split()[:2] == ["data.val_size", "5000"]
 
 
 def test_a_bad_model_option_is_one_line_before_any_data_loads(capsys: pytest.CaptureFixture[str],

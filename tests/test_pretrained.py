@@ -266,7 +266,7 @@ def test_init_on_cifar100_replaces_the_head_and_keeps_the_backbone(tmp_path: Pat
 
     bundle = make_bundle(load_dataset(str(tmp_path), progress=False), val_size=2, seed=0)
     trainer = Trainer(cfg, bundle)
-    trainer.initialise_from(cfg.init)
+    trainer.initialise_from(cfg.model.init)
     released = resnetlab.create_model("resnet20", weights=WEIGHTS20).state_dict()
     got = trainer.model.state_dict()
     assert got["fc.weight"].shape == (100, 64)

@@ -218,13 +218,13 @@ def test_mean_image_is_the_mean_of_center_views_and_cached(tree: Path, tmp_path:
 # --- recipes and schedule -----------------------------------------------------------------------------------------
 def test_imagenet_recipes_are_the_papers() -> None:
     cfg = resolve_config("imagenet_paper")
-    assert (cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.max_iters) == (256, 0.1, 0.9, 1e-4, 600_000)
-    assert (cfg.loader, cfg.crop_size, cfg.scale_range, cfg.lighting, cfg.normalize) == ("stream", 224, (256, 480),
-                                                                                           0.1, "pixel")
-    assert cfg.lr_schedule == "plateau" and cfg.lr_decay == 0.1 and cfg.val_size == 0
+    o, d = cfg.optim, cfg.data
+    assert (o.batch_size, o.lr, o.momentum, o.weight_decay, cfg.schedule.max_iters) == (256, 0.1, 0.9, 1e-4, 600_000)
+    assert (d.loader, d.crop_size, d.scale_range, d.lighting, d.normalize) == ("stream", 224, (256, 480), 0.1, "pixel")
+    assert cfg.schedule.lr_schedule == "plateau" and cfg.schedule.lr_decay == 0.1 and cfg.data.val_size == 0
     steps = resolve_config("imagenet_paper_steps")
-    assert steps.lr_schedule == "step" and steps.milestones == (30 * 5005, 60 * 5005)
-    assert resolve_config("imagenet_paper", ["grad_accum=8"]).grad_accum == 8
+    assert steps.schedule.lr_schedule == "step" and steps.schedule.milestones == (30 * 5005, 60 * 5005)
+    assert resolve_config("imagenet_paper", ["grad_accum=8"]).optim.grad_accum == 8
     with pytest.raises(ConfigError, match="scale_range"):
         resolve_config("imagenet_paper", ["scale_range=200,480"])  # a 224 crop does not fit a 200 side
     with pytest.raises(ConfigError, match="loader must be"):

@@ -37,22 +37,22 @@ from train_utils import free_port, tiny_bundle, tiny_config, write_image_folder
 # --- recipe, config, schedule -------------------------------------------------------------------------------------
 def test_cifar10_paper_recipe_is_the_papers() -> None:
     cfg = resolve_config("cifar10_paper")
-    assert (cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay) == (128, 0.1, 0.9, 1e-4)
-    assert cfg.milestones == (32_000, 48_000) and cfg.max_iters == 64_000
-    assert (cfg.val_size, cfg.normalize, cfg.pad, cfg.flip) == (5000, "pixel", 4, True)
+    assert (cfg.optim.batch_size, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (128, 0.1, 0.9, 1e-4)
+    assert cfg.schedule.milestones == (32_000, 48_000) and cfg.schedule.max_iters == 64_000
+    assert (cfg.data.val_size, cfg.data.normalize, cfg.data.pad, cfg.data.flip) == (5000, "pixel", 4, True)
 
 
 def test_scale_multiplies_every_iteration_count_and_overrides_are_absolute() -> None:
     cfg = resolve_config("cifar10_paper", ["eval_interval=50"], scale=0.025)
-    assert cfg.milestones == (800, 1200) and cfg.max_iters == 1600 and cfg.eval_interval == 50
-    assert cfg.scale == 0.025
+    assert cfg.schedule.milestones == (800, 1200) and cfg.schedule.max_iters == 1600 and cfg.eval.interval == 50
+    assert cfg.run.scale == 0.025
 
 
 def test_overrides_are_typed_and_checked() -> None:
     cfg = resolve_config("cifar10_paper", ["lr=0.05", "milestones=100,200", "channels_last=false",
                                            "model.shortcut=B", "precision=bf16", "cache_dir=none"])
-    assert cfg.lr == 0.05 and cfg.milestones == (100, 200) and cfg.channels_last is False
-    assert cfg.model_kwargs == {"shortcut": "B"} and cfg.precision == "bf16" and cfg.cache_dir is None
+    assert cfg.optim.lr == 0.05 and cfg.schedule.milestones == (100, 200) and cfg.hardware.channels_last is False
+    assert cfg.model.options == {"shortcut": "B"} and cfg.hardware.precision == "bf16" and cfg.data.cache_dir is None
     with pytest.raises(ConfigError, match="unknown config key 'learning_rate'"):
         resolve_config("cifar10_paper", ["learning_rate=0.1"])
     with pytest.raises(ConfigError, match="lr must be a number"):
@@ -121,7 +121,7 @@ def test_precision_auto_is_bf16_only_where_the_cpu_has_bf16_units(
         monkeypatch: pytest.MonkeyPatch, cpu_bf16: bool, expected: str) -> None:
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: cpu_bf16, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert TrainConfig().precision == "auto"
+    assert TrainConfig().hardware.precision == "auto"
     assert device_mod.resolve_precision("auto", "cpu") == expected
     assert device_mod.resolve_precision("fp32", "cpu") == "fp32"  # an explicit choice is kept
     trainer = Trainer(tiny_config(precision="auto"), tiny_bundle())

@@ -43,12 +43,10 @@ def write_image_folder(root: Path, arrays: SplitArrays | None = None) -> Path:
 
 
 def tiny_config(**overrides: Any) -> TrainConfig:
-    cfg = TrainConfig(model="resnet8", data="unused", batch_size=16, max_iters=12, milestones=(8, 10),
-                      eval_interval=4, log_interval=2, val_size=16, eval_batch_size=64, recipe="test",
-                      precision="fp32")  # the tests compare runs to 1e-6; "auto" (bf16 here) has its own test
-    for key, value in overrides.items():
-        setattr(cfg, key, value)
-    return cfg
+    # precision fp32: the tests compare runs to 1e-6; "auto" (bf16 here) has its own test
+    return TrainConfig.from_dict(dict(model="resnet8", data="unused", batch_size=16, max_iters=12, milestones=(8, 10),
+                                      eval_interval=4, log_interval=2, val_size=16, eval_batch_size=64, recipe="test",
+                                      precision="fp32")).updated(overrides)
 
 
 def tiny_bundle(**kw: Any):

@@ -106,18 +106,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _train_values(args: argparse.Namespace) -> dict[str, Any]:
     """The config values the command's named options give (``--model``, ``--data``, ...), typed."""
-    values = {key: getattr(args, key) for key in ("skip_bad", "image_size", "init", "cache_dir", "data", "model")
-              if getattr(args, key, None) is not None}
-    if not values.get("skip_bad"):
-        values.pop("skip_bad", None)
-    return values
+    keys = ("skip_bad", "image_size", "init", "cache_dir", "data", "model")
+    return {key: value for key in keys if (value := getattr(args, key, None)) is not None and value is not False}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import copy
     from pathlib import Path
 
-    from .train import apply_overrides, fit, resolve_config
+    from .train import fit, resolve_config
     from .train.resume import read_run_config
 
     if args.keys:
@@ -137,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if values or args.set or args.scale != 1.0:
             if args.scale != 1.0:
                 raise ResNetLabError("--scale cannot change a run being resumed; start a new run with --out")
-            cfg = apply_overrides(apply_overrides(copy.deepcopy(read_run_config(run_dir)), values), args.set)
+            cfg = read_run_config(run_dir).updated(values).updated(args.set)
         result = fit(cfg, run_dir, resume=True, progress=progress)
     else:
         if not args.out:
@@ -148,9 +144,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             held = read_init(args.init)
             if held.name is not None:
-                cfg.model = held.name
-                cfg.model_kwargs = {**{k: v for k, v in held.model_kwargs.items() if k != "num_classes"},
-                                    **cfg.model_kwargs}
+                options = {k: v for k, v in held.model_kwargs.items() if k != "num_classes"}
+                cfg = cfg.updated({"model.name": held.name, "model.options": {**options, **cfg.model.options}})
         result = fit(cfg, args.out, progress=progress)
     s = result.summary
     if result.run_dir is not None:

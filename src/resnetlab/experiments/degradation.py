@@ -221,7 +221,7 @@ def run(ctx: Context, include: tuple[str, ...] = ()) -> Path:
     lines = table.markdown()
     noise = ctx.noise
     found = findings(by_model, noise)
-    running = (f"the mean over the last {ctx.config(RunSpec('resnet20')).log_interval} iterations (augmented "
+    running = (f"the mean over the last {ctx.config(RunSpec('resnet20')).run.log_interval} iterations (augmented "
                "batches, as the paper's dashed curves)")
     measured = [r.final_train_error is not None for r in records]
     how = ("the final model's error on every training image, un-augmented, in fp32" if all(measured) else

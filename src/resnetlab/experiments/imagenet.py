@@ -109,10 +109,10 @@ def ten_crop(ctx: ImageNetContext, spec: RunSpec, record: RunRecord) -> dict[str
             return saved
     cfg = ctx.config(spec)
     data = ctx.bundle(cfg)
-    device = select_device(cfg.device)
+    device = select_device(cfg.hardware.device)
     model = load(run_dir / checkpoint).model.to(device)
-    r = evaluate_stream(model, data, "val", "10crop", batch_size=max(1, cfg.eval_batch_size // 10), device=device,
-                        precision=resolve_precision(cfg.eval_precision, device), chunk=cfg.eval_batch_size,
+    r = evaluate_stream(model, data, "val", "10crop", batch_size=max(1, cfg.eval.batch_size // 10), device=device,
+                        precision=resolve_precision(cfg.eval.precision, device), chunk=cfg.eval.batch_size,
                         progress=ctx.progress)
     out = {"checkpoint": checkpoint, "top1_10crop": r.top1_error, "top5_10crop": r.top5_error, "images": r.count}
     atomic_write(cache, lambda f: f.write(json.dumps(out).encode()))

@@ -20,7 +20,7 @@ import json
 import shlex
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -136,7 +136,7 @@ class Context:
         if twin is None or has_run(here):
             return cfg, here
         there = self._key_dir(spec, twin)
-        if finished_run(there, twin) is not None or (twin.precision == "fp32" and has_run(there)):
+        if finished_run(there, twin) is not None or (twin.hardware.precision == "fp32" and has_run(there)):
             return twin, there
         return cfg, here
 
@@ -153,20 +153,20 @@ class Context:
         (resuming it in fp32 would not be the run its key names; emulated bf16 is about 10x slower than fp32)."""
         cfg, here = self.placed(spec)
         twin = precision_twin(cfg)
-        if twin is None or twin.precision != "bf16" or has_run(here):
+        if twin is None or twin.hardware.precision != "bf16" or has_run(here):
             return None
         there = self._key_dir(spec, twin)
         if not has_run(there):
             return None
         done = max((it for it, _ in list_checkpoints(there)), default=0)
-        return (f"unfinished in bf16 at {done:,} of {twin.max_iters:,} iterations ({there}), and this machine has "
-                "no bf16 units, so it is left out here: resume it on a CPU or GPU with bf16, or here with --set "
+        return (f"unfinished in bf16 at {done:,} of {twin.schedule.max_iters:,} iterations ({there}), and this machine "
+                "has no bf16 units, so it is left out here: resume it on a CPU or GPU with bf16, or here with --set "
                 "precision=bf16 (emulated, about 10x slower), or train it afresh in fp32 with --set precision=fp32")
 
     @functools.cached_property
     def data_digest(self) -> str:
         """The data's content digest (loads the data once, with the recipe's default net's config)."""
-        return data_identity(self.bundle(self.config(RunSpec(recipe_config(self.recipe).model))))
+        return data_identity(self.bundle(self.config(RunSpec(recipe_config(self.recipe).model.name))))
 
     @property
     def data_name(self) -> str:
@@ -315,11 +315,11 @@ def estimated_seconds(cfg: TrainConfig) -> float:
     from ..models.complexity import complexity
 
     try:
-        macs = complexity(cfg.model, **cfg.model_kwargs).macs
+        macs = complexity(cfg.model.name, **cfg.model.options).macs
     except (ResNetLabError, TypeError, ValueError):
         return 0.0
-    rate = TRAIN_MACS_PER_S[resolve_precision(cfg.precision, cfg.device)]
-    return 1.06 * cfg.max_iters * cfg.batch_size * macs / rate
+    rate = TRAIN_MACS_PER_S[resolve_precision(cfg.hardware.precision, cfg.hardware.device)]
+    return 1.06 * cfg.schedule.max_iters * cfg.optim.batch_size * macs / rate
 
 
 def data_identity(data: DataBundle | StreamData) -> str:
@@ -339,7 +339,7 @@ def config_hash(cfg: TrainConfig, data_id: str) -> str:
     # What it computes in here: a bf16 run is not reused for an fp32 table, nor back. fp32 (the former default) is
     # left out, so runs hashed before "auto" became the default keep their folders.
     d.pop("precision", None)
-    if (precision := resolve_precision(cfg.precision, cfg.device)) != "fp32":
+    if (precision := resolve_precision(cfg.hardware.precision, cfg.hardware.device)) != "fp32":
         d["precision"] = precision
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -347,14 +347,15 @@ def config_hash(cfg: TrainConfig, data_id: str) -> str:
 def precision_twin(cfg: TrainConfig) -> TrainConfig | None:
     """With precision="auto": ``cfg`` pinned to the precision that "auto" does not pick on this machine (bf16 where
     it picks fp32, and back). None when the precision is pinned already."""
-    if cfg.precision != "auto":
+    if cfg.hardware.precision != "auto":
         return None
-    return replace(cfg, precision="bf16" if resolve_precision("auto", cfg.device) == "fp32" else "fp32")
+    other = "bf16" if resolve_precision("auto", cfg.hardware.device) == "fp32" else "fp32"
+    return cfg.updated({"hardware.precision": other})
 
 
 def finished_run(run_dir: Path, cfg: TrainConfig) -> RunResult | None:
     """The result of a finished run of ``cfg`` in ``run_dir`` (its summary and final weights are there, and it ran
-    to ``cfg.max_iters`` with the same setup), or None: it must be trained, or resumed from its checkpoints."""
+    to ``cfg.schedule.max_iters`` with the same setup), or None: it must be trained, or resumed from its checkpoints."""
     summary_path = run_dir / "summary.json"
     if not (summary_path.is_file() and (run_dir / WEIGHTS_NAME).is_file()):
         return None
@@ -363,7 +364,7 @@ def finished_run(run_dir: Path, cfg: TrainConfig) -> RunResult | None:
         saved = read_run_config(run_dir)
     except (OSError, ValueError, ResNetLabError):
         return None
-    if config_differences(saved, cfg) or summary.get("iterations") != cfg.max_iters:
+    if config_differences(saved, cfg) or summary.get("iterations") != cfg.schedule.max_iters:
         return None
     return RunResult(run_dir, int(summary["iterations"]), summary.get("train_error"), summary.get("val_error"),
                      summary.get("test_error"), summary)
@@ -538,16 +539,16 @@ def write_results(ctx: Context, title: str, body_md: str, runs: Sequence[RunReco
         f"- budget: **{ctx.budget.name}** ({iters} iterations per run; the paper's schedule is "
         f"{ctx.schedule_iters:,})" + ("" if ctx.budget.name == "paper" else ": not the paper's setting"),
         f"- data: **{ctx.data_title}** (`{ctx.data}`)" + (
-            f"; trained on the training split less {cfg.val_size:,} held-out validation images" if cfg.val_size
-            else "; trained on every training image"),
-        f"- training: recipe `{cfg.recipe}`, batch {cfg.batch_size}"
-        + (f" (BN over {cfg.bn_batch})" if cfg.bn_batch else "")
-        + f", lr schedule {cfg.lr_schedule}" + (f" with {cfg.warmup_iters} warm-up iterations" if cfg.warmup_iters
-                                                else "")
-        + f", trained in {_recorded(runs, 'precision', resolve_precision(cfg.precision, cfg.device))}"
+            f"; trained on the training split less {cfg.data.val_size:,} held-out validation images"
+            if cfg.data.val_size else "; trained on every training image"),
+        f"- training: recipe `{cfg.run.recipe}`, batch {cfg.optim.batch_size}"
+        + (f" (BN over {cfg.optim.bn_batch})" if cfg.optim.bn_batch else "")
+        + f", lr schedule {cfg.schedule.lr_schedule}"
+        + (f" with {cfg.schedule.warmup_iters} warm-up iterations" if cfg.schedule.warmup_iters else "")
+        + f", trained in {_recorded(runs, 'precision', resolve_precision(cfg.hardware.precision, cfg.hardware.device))}"
         + (f", overrides {' '.join(ctx.overrides)}" if ctx.overrides else ""),
         f"- evaluation: every recorded validation and test error was measured in "
-        f"{_recorded(runs, 'eval_precision', resolve_precision(cfg.eval_precision, cfg.device))}",
+        f"{_recorded(runs, 'eval_precision', resolve_precision(cfg.eval.precision, cfg.hardware.device))}",
         f"- machine: {_recorded(runs, 'machine', 'not recorded by the runs')}; this page made on {machine()}",
         *([line] if (line := run_times(runs)) else []),
         f"- finished: {now}",

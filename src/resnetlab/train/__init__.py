@@ -2,7 +2,7 @@
 checkpoints that survive crashes, metrics and curves."""
 
 from .checkpoint import CheckpointError, RunLock, latest_checkpoint, load_checkpoint, save_checkpoint
-from .config import RECIPES, ConfigError, TrainConfig, apply_overrides, apply_scale, recipe_config, resolve_config
+from .config import RECIPES, ConfigError, TrainConfig, apply_scale, recipe_config, resolve_config
 from .engine import RunResult, fit, load_data
 from .evaluate import EvalResult, evaluate
 from .metrics import plot_curves, read_metrics
@@ -20,7 +20,6 @@ __all__ = [
     "RunResult",
     "TrainConfig",
     "Trainer",
-    "apply_overrides",
     "apply_scale",
     "evaluate",
     "fit",

@@ -1,15 +1,21 @@
-"""Training configuration: one typed dataclass, the paper's recipes as named presets, overrides from the CLI.
+"""Training configuration in sections (model, data, optim, schedule, eval, run, hardware): frozen typed dataclasses,
+one commented line per key, resolved once from a recipe, ``--scale``, a budget and the user's overrides, validated
+when built.
 
-The resolved config (recipe + overrides + ``--scale``) is saved as ``RUN_DIR/config.json`` and inside every
-checkpoint, so ``resnetlab train --resume RUN_DIR`` needs nothing else and a checkpoint says how it was made.
+A key is set as ``section.key`` (``--set optim.lr=0.05``) or by its flat name (``--set lr=0.05``), the name it had
+before the config had sections. Saved configs (``RUN_DIR/config.json``, and inside every checkpoint) keep the flat
+names: run keys hash them (``experiments.runner.config_hash``), so every committed run stays found under its key.
+``resnetlab train --resume RUN_DIR`` needs nothing else, and a checkpoint says how it was made.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,31 +30,68 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 WarmupMode = Literal["auto", "on", "off"]
 
 
-@dataclass
-class TrainConfig:
-    """Everything that determines a training run. Iteration counts are *iterations*, not epochs (Sec. 4.2)."""
+@dataclass(frozen=True)
+class ModelConfig:
+    """What to train."""
 
-    # what to train, on what
-    model: str = "resnet20"  # the network (`resnetlab models` lists them)
-    model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"shortcut": "B"}; --set model.shortcut=B
+    name: str = field(default="resnet20", metadata={"flat": "model"})  # the network (`resnetlab models` lists them)
+    # e.g. {"shortcut": "B"}: --set model.shortcut=B
+    options: dict[str, Any] = field(default_factory=dict, metadata={"flat": "model_kwargs"})
     init: str | None = None  # start from these weights (a released name or a file); a new head if the classes differ
-    data: str = "cifar10"  # image-folder root, official CIFAR folder/tarball, or "cifar10"/"cifar100"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What to train on, and how its images are augmented."""
+
+    # image-folder root, official CIFAR folder/tarball, or "cifar10"/"cifar100"
+    source: str = field(default="cifar10", metadata={"flat": "data"})
     cache_dir: str | None = None  # downloads, extracted archives and decoded image caches (None: ~/.cache/resnetlab)
     val_size: int = 5000  # the paper's 45k/5k split (Sec. 4.2); 0 trains on all 50k
     split_seed: int = 0  # the split is fixed across training seeds: the same 5k images are always held out
     normalize: Literal["pixel", "channel"] = "pixel"  # per-pixel mean subtraction (Sec. 4.2) or mean/std
     pad: int = 4  # augmentation: pad 4, random 32x32 crop, random flip (Sec. 4.2)
     flip: bool = True  # random horizontal flips (Sec. 4.2)
+    # image folders in memory: resize the shorter side to this and center-crop a square (None: images must share a
+    # size, as CIFAR's do); photos of mixed sizes need it (--image-size)
+    image_size: int | None = None
+    skip_bad: bool = False  # skip unreadable images (each reported by path) instead of stopping
+    loader: Literal["memory", "stream"] = "memory"  # memory: decode once into uint8 tensors; stream: ImageNet-scale
+    workers: int = 8  # stream: DataLoader worker processes per training process (0: decode in the training process)
+    crop_size: int = 224  # stream: training crop side (Sec. 3.4)
+    scale_range: tuple[int, ...] = (256, 480)  # stream: shorter side resized to a random size in [lo, hi] (Sec. 3.4)
+    lighting: float = 0.1  # stream: std of AlexNet's PCA colour noise ("standard color augmentation"); 0 = off
+    mean_images: int = 10_000  # stream: training images sampled for the mean image / channel statistics
 
-    # optimisation (Sec. 4.2): SGD, momentum 0.9, weight decay 1e-4, batch 128
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The optimiser (Sec. 4.2): SGD, momentum 0.9, weight decay 1e-4, batch 128."""
+
     batch_size: int = 128  # global batch, over all processes (Sec. 4.2: 128)
     lr: float = 0.1  # the base learning rate (Sec. 4.2: 0.1)
     momentum: float = 0.9  # SGD momentum (Sec. 4.2)
     weight_decay: float = 1e-4  # L2 weight decay (Sec. 4.2)
     nesterov: bool = False  # Nesterov momentum (not in the paper)
-    milestones: tuple[int, ...] = (32_000, 48_000)  # lr divided by lr_decay^-1 at each
-    lr_decay: float = 0.1  # the factor applied at each milestone (Sec. 4.2: divided by 10)
+    grad_accum: int = 1  # micro-batches per step (same global batch, less memory)
+    # BN statistics over this many images (0: the whole per-process batch). The paper trained CIFAR on 2 GPUs,
+    # so its BN saw 64 of the 128 images; one process here runs 2 micro-batches of 64 to compute the same.
+    bn_batch: int = 0
+    label_smoothing: float = 0.0  # not in the paper; for experiments only
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """How long, and the learning rate over time. Counts are *iterations*, not epochs (Sec. 4.2)."""
+
     max_iters: int = 64_000  # training iterations (Sec. 4.2: 64k)
+    # step: lr divided at the milestones (Sec. 4.2); plateau: when the validation error stops improving (Sec. 3.4);
+    # cosine / linear decay to 0 (not in the paper; some CIFAR budgets use them: experiments/runner.py says why)
+    lr_schedule: Literal["step", "plateau", "cosine", "linear"] = "step"
+    milestones: tuple[int, ...] = (32_000, 48_000)  # step: lr multiplied by lr_decay at each
+    lr_decay: float = 0.1  # the factor applied at each milestone or plateau (Sec. 4.2: divided by 10)
+    plateau_patience: int = 5  # plateau: evaluations without improvement before the lr drops
+    plateau_threshold: float = 0.1  # plateau: percentage points of validation top-1 error that count as improvement
     # ResNet-110/1202: lr 0.01 until the training error is below 80% (about 400 iterations), then back to 0.1
     warmup: WarmupMode = "auto"  # auto: on for CIFAR depth >= 110, as the paper does
     warmup_lr: float = 0.01  # the lr during that warm-up
@@ -57,48 +100,43 @@ class TrainConfig:
     # Linear warm-up from lr/warmup_iters to lr over the first warmup_iters iterations (0: none; not in the paper,
     # for short budgets where deeper nets start slowly at lr 0.1), multiplying the schedule's shape
     warmup_iters: int = 0
-    grad_accum: int = 1  # micro-batches per step (same global batch, less memory)
-    # BN statistics over this many images (0: the whole per-process batch). The paper trained CIFAR on 2 GPUs,
-    # so its BN saw 64 of the 128 images; one process here runs 2 micro-batches of 64 to compute the same.
-    bn_batch: int = 0
-    label_smoothing: float = 0.0  # not in the paper; for experiments only
-    # ImageNet (Sec. 3.4): "divided by 10 when the error plateaus": lr /= lr_decay^-1 after plateau_patience
-    # evaluations whose validation error did not beat the best by more than plateau_threshold points
-    # CIFAR budgets may decay smoothly instead (not in the paper; experiments/runner.py says which and why):
-    # "cosine": base_lr * (1 + cos(pi * t / max_iters)) / 2; "linear": base_lr * (1 - t / max_iters).
-    lr_schedule: Literal["step", "plateau", "cosine", "linear"] = "step"
-    plateau_patience: int = 5  # plateau schedule: evaluations without improvement before the lr drops
-    plateau_threshold: float = 0.1  # percentage points of validation top-1 error
 
-    # streaming image folders (loader="stream"): ImageNet-scale trees decoded on the fly by DataLoader workers
-    loader: Literal["memory", "stream"] = "memory"  # memory: decode once into uint8 tensors (CIFAR-sized data)
-    workers: int = 8  # DataLoader worker processes per training process (0: decode in the training process)
-    crop_size: int = 224  # stream: training crop side (Sec. 3.4)
-    scale_range: tuple[int, ...] = (256, 480)  # stream: shorter side resized to a random size in [lo, hi]
-    lighting: float = 0.1  # stream: std of AlexNet's PCA colour noise ("standard color augmentation"); 0 = off
-    mean_images: int = 10_000  # stream: training images sampled for the mean image / channel statistics
-    skip_bad: bool = False  # skip unreadable images (each reported by path) instead of stopping
-    # image folders in memory: resize the shorter side to this and center-crop a square (None: images must share a
-    # size, as CIFAR's do); photos of mixed sizes need it (--image-size)
-    image_size: int | None = None
 
-    # bookkeeping
+@dataclass(frozen=True)
+class EvalConfig:
+    """When and how the run measures its errors."""
+
+    # evaluate on val and test, and checkpoint, every this many iterations
+    interval: int = field(default=1000, metadata={"flat": "eval_interval"})
+    # also evaluate the test set (reported, never used to choose anything)
+    test: bool = field(default=True, metadata={"flat": "eval_test"})
+    # images per forward pass when evaluating
+    batch_size: int = field(default=1000, metadata={"flat": "eval_batch_size"})
+    # The recorded validation/test errors are the fp32 model's: bf16 inference changed 0.76% of the quick ResNet-56's
+    # test predictions (docs, Speed), and evaluating costs about 1% of a CIFAR run.
+    precision: Precision = field(default="fp32", metadata={"flat": "eval_precision"})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The seed, the records a run keeps, and where its settings came from."""
+
     seed: int = 0  # the training seed: initialisation, batch order and augmentation
-    eval_interval: int = 1000  # evaluate on val and test, and checkpoint, every this many iterations
     log_interval: int = 100  # training loss/error rows in metrics.jsonl
     keep_checkpoints: int = 2  # newest checkpoints kept (older ones deleted); the final one is always kept
-    eval_test: bool = True  # also evaluate the test set (reported, never used to choose anything)
-    eval_batch_size: int = 1000  # images per forward pass when evaluating
     tensorboard: bool = False  # also write RUN_DIR/tensorboard/ events (pip install resnetlab[tensorboard])
+    recipe: str = "custom"  # the recipe the config was resolved from (set by --recipe)
+    scale: float = 1.0  # already applied to the schedule's counts and the intervals; kept for the record (--scale)
 
-    # how
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """Where and how fast it computes: none of these change what a run computes, beyond precision's rounding."""
+
     device: str = "auto"  # auto: cuda if available, else cpu
     # auto: bf16 autocast where the hardware has bf16 units (about 1.5x fp32 on such CPUs; the docs' Speed page
     # compares its test error with fp32's), else fp32. The paper trained in fp32 (2015 predates mixed precision).
     precision: Precision = "auto"
-    # The recorded validation/test errors are the fp32 model's: bf16 inference changed 0.76% of the quick ResNet-56's
-    # test predictions (docs, Speed), and evaluating costs about 1% of a CIFAR run.
-    eval_precision: Precision = "fp32"
     channels_last: bool = True  # NHWC memory layout (faster convolutions on CPUs and GPUs; same results)
     # in-memory data (CIFAR) kept on the training device, augmented there; auto: on CUDA only (same batches)
     data_on_device: Literal["auto", "on", "off"] = "auto"
@@ -107,29 +145,120 @@ class TrainConfig:
     sync_bn: bool = False  # GPU only: PyTorch's SyncBatchNorm has no CPU kernel
     threads: int = 0  # intra-op threads; 0 lets the library choose (all cores of this process's share)
 
-    # provenance
-    recipe: str = "custom"
-    scale: float = 1.0  # already applied to milestones/max_iters/eval_interval/log_interval; kept for the record
+
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig,
+                             "schedule": ScheduleConfig, "eval": EvalConfig, "run": RunConfig,
+                             "hardware": HardwareConfig}
+# Every key by its flat name: (section, name in the section). The flat names are what saved configs hold.
+FLAT_KEYS: dict[str, tuple[str, str]] = {
+    f.metadata.get("flat", f.name): (section, f.name)
+    for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+_NOT_SETTABLE = ("recipe", "scale")  # provenance: set by --recipe and --scale only
+_TUPLES = ("milestones", "scale_range")  # JSON has no tuples: lists compare equal after a round trip
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run, in sections; validated when built, never changed after.
+
+    Build one with :func:`resolve_config` (a recipe and overrides), :meth:`from_dict` (a saved config, flat or in
+    sections) or :meth:`updated` (this config with some keys changed)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["milestones"] = list(self.milestones)
-        d["scale_range"] = list(self.scale_range)  # JSON has no tuples: lists compare equal after a round trip
+        """The flat record (``config.json``, checkpoints, run keys): every key by its flat name."""
+        d = {flat: getattr(getattr(self, section), name) for flat, (section, name) in FLAT_KEYS.items()}
+        d["model_kwargs"] = dict(d["model_kwargs"])
+        for key in _TUPLES:
+            d[key] = list(d[key])
         return d
 
+    def sections(self) -> dict[str, dict[str, Any]]:
+        """The config as ``{section: {key: value}}``, as ``--set section.key`` names it."""
+        flat = self.to_dict()
+        out: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+        for key, (section, name) in FLAT_KEYS.items():
+            out[section][name] = flat[key]
+        return out
+
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """A saved config: flat (``config.json``, checkpoints) or in sections (``{"optim": {"lr": 0.1}, ...}``)."""
+        flat: dict[str, Any] = {}
+        for key, value in d.items():
+            if key in SECTIONS and isinstance(value, Mapping):
+                for name, v in value.items():
+                    flat[_flat_name(f"{key}.{name}", saved=True)] = v
+            else:
+                flat[key] = value
+        unknown = sorted(set(flat) - set(FLAT_KEYS))
         if unknown:
             raise ConfigError(f"unknown config key(s) {unknown}: the run was made by another version of resnetlab")
-        cfg = cls(**{k: v for k, v in d.items()})
-        cfg.milestones = tuple(int(m) for m in cfg.milestones)
-        cfg.scale_range = tuple(int(m) for m in cfg.scale_range)
-        return cfg
+        return _build(flat)
+
+    def updated(self, values: Mapping[str, Any] | list[str]) -> TrainConfig:
+        """This config with keys changed, validated: ``key=value`` strings (``--set``: ``section.key``, the flat
+        name, or ``model.OPTION`` for a model option such as ``model.shortcut=B``) parsed by the key's type, or a
+        mapping of the same names to typed values."""
+        flat = self.to_dict()
+        items = values.items() if isinstance(values, Mapping) else [_split(p) for p in values]
+        for key, value in items:
+            if key.startswith("model.") and key[6:] not in _MODEL_KEYS:  # a model option
+                option = _model_value(value) if isinstance(value, str) else value
+                flat["model_kwargs"] = {**flat["model_kwargs"], key[6:]: option}
+                continue
+            name = _flat_name(key)
+            section, leaf = FLAT_KEYS[name]
+            hint = typing.get_type_hints(SECTIONS[section])[leaf]
+            flat[name] = _convert(key, value, hint) if isinstance(value, str) else _typed(value, hint)
+        return _build(flat)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+_MODEL_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}
+
+
+def _flat_name(key: str, saved: bool = False) -> str:
+    """The flat name of ``key`` (``section.key`` or a flat name); an unknown key is one line with suggestions."""
+    section, _, name = key.partition(".")
+    if name and section in SECTIONS:
+        for flat, where in FLAT_KEYS.items():
+            if where == (section, name) and (saved or flat not in _NOT_SETTABLE):
+                return flat
+    elif key in FLAT_KEYS and (saved or key not in _NOT_SETTABLE):
+        return key
+    every = [f"{s}.{n}" for s, n in FLAT_KEYS.values() if n not in _NOT_SETTABLE]
+    leaf = name or key
+    close = [k for k in every if leaf in k.split(".")[1] or k.split(".")[1] in leaf]
+    close += [k for k in every for near in difflib.get_close_matches(leaf, [k.split(".")[1]], cutoff=0.8)]
+    close = list(dict.fromkeys(close))[:3]
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise ConfigError(f"unknown config key {key!r}{hint}; `resnetlab train --keys` lists them all")
+
+
+def _build(flat: dict[str, Any]) -> TrainConfig:
+    """A TrainConfig from flat names (missing keys take their defaults), values taken as their types."""
+    parts: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    for key, value in flat.items():
+        section, name = FLAT_KEYS[key]
+        hint = typing.get_type_hints(SECTIONS[section])[name]
+        parts[section][name] = _typed(dict(value) if isinstance(value, Mapping) else value, hint)
+    try:
+        return TrainConfig(**{s: SECTIONS[s](**kw) for s, kw in parts.items()})
+    except TypeError as exc:  # a value JSON cannot hold in that key (a damaged or hand-edited file)
+        raise ConfigError(f"a config value has the wrong type: {exc}") from None
 
 
 # --- recipes ----------------------------------------------------------------------------------------------------------
@@ -139,27 +268,30 @@ IMAGENET_EPOCH_ITERS = -(-IMAGENET_TRAIN_IMAGES // 256)  # 5,005 iterations of b
 # crops, flips, per-pixel mean, PCA lighting. Validation = the folder's val/ tree (val_size=0), center crop, once
 # an epoch. The data streams from disk (loader="stream"): ImageNet does not fit in memory.
 _IMAGENET: dict[str, Any] = {
-    "model": "resnet50", "data": "imagenet", "loader": "stream", "batch_size": 256, "lr": 0.1, "momentum": 0.9,
-    "weight_decay": 1e-4, "max_iters": 600_000, "crop_size": 224, "scale_range": (256, 480), "lighting": 0.1,
-    "normalize": "pixel", "val_size": 0, "eval_test": False, "eval_interval": IMAGENET_EPOCH_ITERS,
-    "log_interval": 100, "eval_batch_size": 200,
+    "model.name": "resnet50", "data.source": "imagenet", "data.loader": "stream", "data.crop_size": 224,
+    "data.scale_range": (256, 480), "data.lighting": 0.1, "data.normalize": "pixel", "data.val_size": 0,
+    "optim.batch_size": 256, "optim.lr": 0.1, "optim.momentum": 0.9, "optim.weight_decay": 1e-4,
+    "schedule.max_iters": 600_000, "eval.test": False, "eval.interval": IMAGENET_EPOCH_ITERS, "eval.batch_size": 200,
+    "run.log_interval": 100,
 }
 
+# Recipes are data: section keys over the defaults above.
 RECIPES: dict[str, dict[str, Any]] = {
     # Sec. 4.2: batch 128, lr 0.1 / 10 at 32k and 48k, stop at 64k, 45k/5k split, per-pixel mean, pad-crop-flip.
-    "cifar10_paper": {"data": "cifar10", "bn_batch": 64},
+    "cifar10_paper": {"data.source": "cifar10", "optim.bn_batch": 64},
     # The same recipe on CIFAR-100 (Identity Mappings paper, Table 2, uses it).
-    "cifar100_paper": {"data": "cifar100", "bn_batch": 64},
+    "cifar100_paper": {"data.source": "cifar100", "optim.bn_batch": 64},
     # Sec. 3.4, ImageNet: batch 256, lr 0.1 divided by 10 when the validation error plateaus, 60e4 iterations.
-    "imagenet_paper": {**_IMAGENET, "lr_schedule": "plateau", "milestones": ()},
+    "imagenet_paper": {**_IMAGENET, "schedule.lr_schedule": "plateau", "schedule.milestones": ()},
     # The fixed-milestone variant: /10 after 30 and 60 epochs of ImageNet at batch 256, in iterations.
-    "imagenet_paper_steps": {**_IMAGENET, "lr_schedule": "step",
-                             "milestones": (30 * IMAGENET_EPOCH_ITERS, 60 * IMAGENET_EPOCH_ITERS)},
+    "imagenet_paper_steps": {**_IMAGENET, "schedule.lr_schedule": "step",
+                             "schedule.milestones": (30 * IMAGENET_EPOCH_ITERS, 60 * IMAGENET_EPOCH_ITERS)},
     # Not in the paper: fine-tuning trained weights (--init, a new head where the classes differ) on one's own
     # images. A tenth of the paper's lr, decayed along a cosine over 2,000 iterations of batch 64; no validation split
     # (a small folder has few images to spare; its test/ or val/ tree is scored every 500 iterations).
-    "finetune": {"lr": 0.01, "lr_schedule": "cosine", "milestones": (), "max_iters": 2_000, "batch_size": 64,
-                 "val_size": 0, "eval_interval": 500, "log_interval": 50},
+    "finetune": {"optim.lr": 0.01, "schedule.lr_schedule": "cosine", "schedule.milestones": (),
+                 "schedule.max_iters": 2_000, "optim.batch_size": 64, "data.val_size": 0, "eval.interval": 500,
+                 "run.log_interval": 50},
 }
 # One line per recipe, for `resnetlab train --help` and the docs.
 RECIPE_NOTES: dict[str, str] = {
@@ -181,7 +313,7 @@ MIN_EVAL_INTERVAL = 1000
 def recipe_config(name: str) -> TrainConfig:
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe {name!r}; choose from {', '.join(sorted(RECIPES))}")
-    return TrainConfig(recipe=name, **RECIPES[name])
+    return _build({"recipe": name, **{_flat_name(k, saved=True): v for k, v in RECIPES[name].items()}})
 
 
 def apply_scale(cfg: TrainConfig, scale: float) -> TrainConfig:
@@ -190,28 +322,31 @@ def apply_scale(cfg: TrainConfig, scale: float) -> TrainConfig:
         raise ConfigError(f"--scale must be positive, got {scale}")
     if scale == 1.0:
         return cfg
-    cfg.milestones = tuple(max(1, round(m * scale)) for m in cfg.milestones)
-    cfg.max_iters = max(1, round(cfg.max_iters * scale))
-    cfg.warmup_iters = min(round(cfg.warmup_iters * scale), cfg.max_iters - 1)
-    cfg.eval_interval = max(min(cfg.eval_interval, MIN_EVAL_INTERVAL), round(cfg.eval_interval * scale))
-    cfg.log_interval = max(min(cfg.log_interval, 10), round(cfg.log_interval * scale))  # >= 10: readable logs
-    cfg.scale = cfg.scale * scale
-    return cfg
+    s, e, r = cfg.schedule, cfg.eval, cfg.run
+    max_iters = max(1, round(s.max_iters * scale))
+    return _build({**cfg.to_dict(),
+                   "milestones": tuple(max(1, round(m * scale)) for m in s.milestones),
+                   "max_iters": max_iters,
+                   "warmup_iters": min(round(s.warmup_iters * scale), max_iters - 1),
+                   "eval_interval": max(min(e.interval, MIN_EVAL_INTERVAL), round(e.interval * scale)),
+                   "log_interval": max(min(r.log_interval, 10), round(r.log_interval * scale)),  # >= 10: readable
+                   "scale": r.scale * scale})
 
 
 def evaluates_at(cfg: TrainConfig, iteration: int) -> bool:
-    """Whether the run evaluates (and checkpoints) after ``iteration`` (1-based): every eval_interval and at the
+    """Whether the run evaluates (and checkpoints) after ``iteration`` (1-based): every eval interval and at the
     end."""
-    return iteration % cfg.eval_interval == 0 or iteration == cfg.max_iters
+    return iteration % cfg.eval.interval == 0 or iteration == cfg.schedule.max_iters
 
 
 def evaluation_iterations(cfg: TrainConfig) -> list[int]:
     """Every iteration after which the run evaluates (and checkpoints)."""
-    return sorted({*range(cfg.eval_interval, cfg.max_iters + 1, cfg.eval_interval), cfg.max_iters})
+    last = cfg.schedule.max_iters
+    return sorted({*range(cfg.eval.interval, last + 1, cfg.eval.interval), last})
 
 
 def _convert(key: str, text: str, hint: Any) -> Any:
-    """Parse ``text`` as the type ``hint`` of field ``key``; a wrong type is a ConfigError naming the key."""
+    """Parse ``text`` as the type ``hint`` of ``key``; a wrong type is a ConfigError naming the key."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -226,6 +361,11 @@ def _convert(key: str, text: str, hint: Any) -> Any:
     if origin is tuple:
         parts = [p for p in text.replace("[", "").replace("]", "").split(",") if p.strip()]
         return tuple(_convert(key, p.strip(), args[0]) for p in parts)
+    if origin is dict:
+        value = _model_value(text)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a JSON object such as {{\"shortcut\": \"B\"}}, got {text!r}")
+        return value
     if hint is bool:
         low = text.lower()
         if low in ("1", "true", "yes", "on"):
@@ -257,93 +397,69 @@ def _model_value(text: str) -> Any:
         return text
 
 
-def _typed(key: str, value: Any, hint: Any) -> Any:
-    """A value given in Python as the field's type: an int for a float field is a float (a run's key hashes the
-    config as JSON, where 1 and 1.0 differ), a list for a tuple field a tuple."""
+def _typed(value: Any, hint: Any) -> Any:
+    """A value given in Python as the key's type: an int for a float key is a float (a run's key hashes the config
+    as JSON, where 1 and 1.0 differ), a list for a tuple key a tuple of its items' type."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if (hint is float or float in args) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if typing.get_origin(hint) is tuple and isinstance(value, list):
-        return tuple(value)
+    if typing.get_origin(hint) is tuple and isinstance(value, list | tuple):
+        return tuple(int(v) for v in value)
     return value
-
-
-def apply_overrides(cfg: TrainConfig, pairs: list[str] | dict[str, Any]) -> TrainConfig:
-    """Apply overrides and validate the result once: ``key=value`` strings (``--set``; ``model.KEY=VALUE`` sets a
-    model option, ``model.shortcut=B``) are parsed by the field's type; a dict's values are taken as typed."""
-    _apply(cfg, pairs)
-    validate(cfg)
-    return cfg
-
-
-def _apply(cfg: TrainConfig, pairs: list[str] | dict[str, Any]) -> None:
-    hints = typing.get_type_hints(TrainConfig)
-    items = pairs.items() if isinstance(pairs, dict) else [_split(p) for p in pairs]
-    for key, value in items:
-        if key.startswith("model."):
-            cfg.model_kwargs = {**cfg.model_kwargs, key[6:]: _model_value(value) if isinstance(value, str) else value}
-            continue
-        if key not in hints or key in ("recipe", "scale"):
-            close = [k for k in hints if key in k or k in key][:3]
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ConfigError(f"unknown config key {key!r}{hint}; keys: {', '.join(sorted(hints))}")
-        value = _convert(key, value, hints[key]) if isinstance(value, str) else _typed(key, value, hints[key])
-        setattr(cfg, key, value)
 
 
 def _split(pair: str) -> tuple[str, str]:
     key, sep, value = pair.partition("=")
     if not sep or not key:
-        raise ConfigError(f"override {pair!r} must look like key=value (e.g. --set lr=0.05)")
+        raise ConfigError(f"override {pair!r} must look like key=value (e.g. --set optim.lr=0.05)")
     return key.strip(), value.strip()
 
 
 def validate(cfg: TrainConfig) -> None:
+    """Every check across keys and sections, run once when a config is built (it cannot change after)."""
+    d, o, s, e, r, h = cfg.data, cfg.optim, cfg.schedule, cfg.eval, cfg.run, cfg.hardware
+    precisions = typing.get_args(Precision)
     checks = [
-        (cfg.batch_size > 0, f"batch_size must be positive, got {cfg.batch_size}"),
-        (cfg.max_iters > 0, f"max_iters must be positive, got {cfg.max_iters}"),
-        (cfg.lr > 0, f"lr must be positive, got {cfg.lr}"),
-        (cfg.grad_accum >= 1, f"grad_accum must be >= 1, got {cfg.grad_accum}"),
-        (cfg.bn_batch >= 0, f"bn_batch must be >= 0 (0: the whole per-process batch), got {cfg.bn_batch}"),
-        (cfg.eval_interval > 0 and cfg.log_interval > 0, "eval_interval and log_interval must be positive"),
-        (cfg.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {cfg.keep_checkpoints}"),
-        (list(cfg.milestones) == sorted(cfg.milestones), f"milestones must increase, got {list(cfg.milestones)}"),
-        (cfg.precision in typing.get_args(Precision),
-         f"precision must be auto, fp32, bf16 or fp16, got {cfg.precision!r}"),
-        (cfg.eval_precision in typing.get_args(Precision),
-         f"eval_precision must be auto, fp32, bf16 or fp16, got {cfg.eval_precision!r}"),
-        (cfg.warmup in ("auto", "on", "off"), f"warmup must be auto, on or off, got {cfg.warmup!r}"),
-        (0 < cfg.warmup_until_error <= 100, "warmup_until_error is a percentage in (0, 100]"),
-        (0 <= cfg.warmup_iters < cfg.max_iters, f"warmup_iters must be in [0, max_iters), got {cfg.warmup_iters}"),
-        (cfg.lr_schedule in ("step", "plateau", "cosine", "linear"),
-         f"lr_schedule must be step, plateau, cosine or linear, got {cfg.lr_schedule!r}"),
-        (cfg.plateau_patience >= 1, f"plateau_patience must be >= 1 evaluation, got {cfg.plateau_patience}"),
-        (cfg.plateau_threshold >= 0, f"plateau_threshold must be >= 0, got {cfg.plateau_threshold}"),
-        (cfg.loader in ("memory", "stream"), f"loader must be memory or stream, got {cfg.loader!r}"),
-        (cfg.data_on_device in ("auto", "on", "off"), f"data_on_device must be auto, on or off, got "
-                                                       f"{cfg.data_on_device!r}"),
-        (cfg.workers >= 0, f"workers must be >= 0, got {cfg.workers}"),
-        (cfg.crop_size > 0, f"crop_size must be positive, got {cfg.crop_size}"),
-        (len(cfg.scale_range) == 2 and cfg.crop_size <= cfg.scale_range[0] <= cfg.scale_range[1],
-         f"scale_range must be two sides lo,hi with crop_size ({cfg.crop_size}) <= lo <= hi, got "
-         f"{list(cfg.scale_range)}"),
-        (cfg.lighting >= 0, f"lighting must be >= 0, got {cfg.lighting}"),
-        (cfg.mean_images >= 1, f"mean_images must be >= 1, got {cfg.mean_images}"),
+        (o.batch_size > 0, f"batch_size must be positive, got {o.batch_size}"),
+        (s.max_iters > 0, f"max_iters must be positive, got {s.max_iters}"),
+        (o.lr > 0, f"lr must be positive, got {o.lr}"),
+        (o.grad_accum >= 1, f"grad_accum must be >= 1, got {o.grad_accum}"),
+        (o.bn_batch >= 0, f"bn_batch must be >= 0 (0: the whole per-process batch), got {o.bn_batch}"),
+        (e.interval > 0 and r.log_interval > 0, "eval_interval and log_interval must be positive"),
+        (r.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {r.keep_checkpoints}"),
+        (list(s.milestones) == sorted(s.milestones), f"milestones must increase, got {list(s.milestones)}"),
+        (h.precision in precisions, f"precision must be auto, fp32, bf16 or fp16, got {h.precision!r}"),
+        (e.precision in precisions, f"eval_precision must be auto, fp32, bf16 or fp16, got {e.precision!r}"),
+        (s.warmup in ("auto", "on", "off"), f"warmup must be auto, on or off, got {s.warmup!r}"),
+        (0 < s.warmup_until_error <= 100, "warmup_until_error is a percentage in (0, 100]"),
+        (0 <= s.warmup_iters < s.max_iters, f"warmup_iters must be in [0, max_iters), got {s.warmup_iters}"),
+        (s.lr_schedule in ("step", "plateau", "cosine", "linear"),
+         f"lr_schedule must be step, plateau, cosine or linear, got {s.lr_schedule!r}"),
+        (s.plateau_patience >= 1, f"plateau_patience must be >= 1 evaluation, got {s.plateau_patience}"),
+        (s.plateau_threshold >= 0, f"plateau_threshold must be >= 0, got {s.plateau_threshold}"),
+        (d.loader in ("memory", "stream"), f"loader must be memory or stream, got {d.loader!r}"),
+        (h.data_on_device in ("auto", "on", "off"), f"data_on_device must be auto, on or off, got "
+                                                     f"{h.data_on_device!r}"),
+        (d.workers >= 0, f"workers must be >= 0, got {d.workers}"),
+        (d.crop_size > 0, f"crop_size must be positive, got {d.crop_size}"),
+        (len(d.scale_range) == 2 and d.crop_size <= d.scale_range[0] <= d.scale_range[1],
+         f"scale_range must be two sides lo,hi with crop_size ({d.crop_size}) <= lo <= hi, got "
+         f"{list(d.scale_range)}"),
+        (d.lighting >= 0, f"lighting must be >= 0, got {d.lighting}"),
+        (d.mean_images >= 1, f"mean_images must be >= 1, got {d.mean_images}"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
 
 
-def resolve_config(recipe: str, overrides: list[str] | dict[str, Any] | None = None,
-                   scale: float = 1.0, *, values: dict[str, Any] | None = None) -> TrainConfig:
+def resolve_config(recipe: str, overrides: list[str] | Mapping[str, Any] | None = None,
+                   scale: float = 1.0, *, values: Mapping[str, Any] | None = None) -> TrainConfig:
     """The config of a run, resolved once: the recipe, ``scale`` on its iteration counts, typed ``values`` (a
     budget's, the command's named options), then the ``overrides`` (``--set``, taken as given: ``--scale 0.1 --set
-    eval_interval=50`` evaluates every 50 iterations), validated once."""
-    cfg = apply_scale(recipe_config(recipe), scale)
-    _apply(cfg, values or {})
-    cfg = apply_overrides(cfg, overrides or [])
-    if recipe == "finetune" and not cfg.init:
+    eval.interval=50`` evaluates every 50 iterations). Each step builds a frozen, validated config."""
+    cfg = apply_scale(recipe_config(recipe), scale).updated(values or {}).updated(overrides or [])
+    if recipe == "finetune" and not cfg.model.init:
         raise ConfigError("the finetune recipe starts from trained weights: pass --init NAME (a released weights "
                           "name such as resnet56, or a .safetensors file)")
     return cfg
@@ -356,38 +472,46 @@ def check_model(cfg: TrainConfig) -> None:
 
     from ..models import create_model
 
+    m = cfg.model
     try:
         with torch.device("meta"):
-            create_model(cfg.model, **cfg.model_kwargs)
+            create_model(m.name, **m.options)
     except ResNetLabError as exc:
-        raise ConfigError(f"model={cfg.model!r}: {exc}") from None
+        raise ConfigError(f"model={m.name!r}: {exc}") from None
     except (TypeError, ValueError) as exc:
-        keys = ", ".join(f"model.{k}={v}" for k, v in cfg.model_kwargs.items()) or "the model options"
-        raise ConfigError(f"{keys} does not fit {cfg.model}: {exc} (change it with --set model.KEY=VALUE)") from None
+        keys = ", ".join(f"model.{k}={v}" for k, v in m.options.items()) or "the model options"
+        raise ConfigError(f"{keys} does not fit {m.name}: {exc} (change it with --set model.KEY=VALUE)") from None
 
 
 def config_keys() -> list[tuple[str, str, str]]:
-    """Every config key as ``(name, default, meaning)``, the meaning read from the comments beside (or above) the
-    field in :class:`TrainConfig`'s source, so the listing cannot drift from the code."""
+    """Every key as ``(section.key, default, meaning)``, the meaning read from the comments beside (or above) the
+    key in its section's source, so the listing cannot drift from the code. Flat names follow in brackets where
+    they differ from the key's name."""
     import inspect
 
+    flat_of = {where: flat for flat, where in FLAT_KEYS.items()}
     defaults = TrainConfig().to_dict()
-    notes: dict[str, str] = {}
-    above: list[str] = []
-    after_blank = False
-    for line in inspect.getsource(TrainConfig).splitlines():
-        text = line.strip()
-        if not text:
-            above, after_blank = [], True
-            continue
-        if text.startswith("#"):
-            if not after_blank:  # a comment right after a blank line heads a section: it describes no one key
+    rows = []
+    for section, cls in SECTIONS.items():
+        notes: dict[str, str] = {}
+        above: list[str] = []
+        for line in inspect.getsource(cls).splitlines()[1:]:
+            text = line.strip()
+            if not text or text.startswith('"""') or text.endswith('"""'):
+                above = []
+                continue
+            if text.startswith("#"):
                 above.append(text.lstrip("# "))
-            continue
-        after_blank = False
-        name = text.split(":", 1)[0]
-        if name in defaults and ":" in text:
-            beside = text.split("  # ", 1)[1] if "  # " in text else ""
-            notes[name] = " ".join([*above, beside]).strip()
-        above = []
-    return [(k, json.dumps(v), notes.get(k, "")) for k, v in defaults.items() if k not in ("recipe", "scale")]
+                continue
+            name = text.split(":", 1)[0]
+            if ":" in text and name.isidentifier():
+                beside = text.split("  # ", 1)[1] if "  # " in text else ""
+                notes[name] = " ".join([*above, beside]).strip()
+            above = []
+        for f in dataclasses.fields(cls):
+            flat = flat_of[(section, f.name)]
+            if flat in _NOT_SETTABLE:
+                continue
+            alias = f" (also: {flat})" if flat != f.name else ""
+            rows.append((f"{section}.{f.name}", json.dumps(defaults[flat]), notes.get(f.name, "") + alias))
+    return rows

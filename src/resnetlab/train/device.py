@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,6 +38,29 @@ def has_fast_bf16(device: torch.device | str) -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where and in what precision this process computes: the hardware section's "auto" values made concrete once,
+    at the top of a run (:func:`place`), then passed down and recorded (checkpoints, metrics, summary)."""
+
+    device: torch.device
+    precision: str  # fp32, bf16 or fp16: what the training steps compute in
+    eval_precision: str  # what every recorded validation and test error is measured in
+    data_on_device: bool  # in-memory data kept on the device and augmented there
+
+
+def place(cfg: TrainConfig, info: DistInfo | None = None) -> Placement:
+    """Every machine-dependent choice of ``cfg``, made once: the device (this process's GPU under torchrun), the
+    precisions ("auto": bf16 where the hardware has bf16 units), and whether in-memory data lives on the device."""
+    h = cfg.hardware
+    device = select_device(h.device, info)
+    precision = resolve_precision(h.precision, device)
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("this GPU has no bfloat16 support; use --set precision=fp16")
+    resident = h.data_on_device == "on" or (h.data_on_device == "auto" and device.type == "cuda")
+    return Placement(device, precision, resolve_precision(cfg.eval.precision, device), resident)
+
+
 def resolve_precision(precision: str, device: torch.device | str = "auto") -> str:
     """``auto`` -> bf16 where the hardware has bf16 units, else fp32; other values as given."""
     if precision != "auto":
@@ -45,8 +69,8 @@ def resolve_precision(precision: str, device: torch.device | str = "auto") -> st
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """Mixed precision by autocast (weights and optimizer stay fp32); fp32 runs plain."""
-    precision = resolve_precision(precision, device)
+    """Mixed precision by autocast (weights and optimizer stay fp32); fp32 runs plain. ``precision`` is concrete
+    (fp32, bf16 or fp16): "auto" is resolved once, by :func:`place` or :func:`resolve_precision`."""
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=COMPUTE_DTYPES[precision])
@@ -54,7 +78,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 def set_threads(cfg: TrainConfig, info: DistInfo) -> None:
     """Intra-op threads: the cores of this machine shared between the local processes (the library's choice)."""
-    n = cfg.threads or max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else
+    n = cfg.hardware.threads or max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else
                                (os.cpu_count() or 1)) // info.local_world_size)
     torch.set_num_threads(n)
 

@@ -38,11 +38,11 @@ from ..runfiles import WEIGHTS_NAME
 from ..runtime import machine, tune_allocator
 from ..weights.files import save_weights
 from . import checkpoint as ckpt
-from .config import ConfigError, TrainConfig, check_model, evaluates_at, validate
-from .device import select_device, set_threads
+from .config import TrainConfig, check_model, evaluates_at
+from .device import Placement, place, set_threads
 from .distributed import DistInfo, barrier, cleanup, init_distributed
 from .metrics import MetricsLog, MetricsSink, plot_curves, read_metrics
-from .resume import RESUMABLE_CHANGES, check_same_data, config_differences, data_digest, has_run, read_run_config
+from .resume import check_same_data, config_differences, data_digest, has_run, read_run_config, resumed_config
 from .tensorboard import TensorBoardSink
 from .trainer import NonFiniteLossError, Trainer
 
@@ -71,21 +71,22 @@ def load_data(cfg: TrainConfig, info: DistInfo | None = None, progress: bool = T
     info = info or DistInfo()
     if info.rank != 0:
         barrier(info)
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else None
+    d = cfg.data
+    cache = Path(d.cache_dir) if d.cache_dir else None
     try:
-        if cfg.loader == "stream":
+        if d.loader == "stream":
             from ..data.stream import open_stream
 
-            return open_stream(cfg.data, crop=cfg.crop_size, val_size=cfg.val_size, split_seed=cfg.split_seed,
-                               normalize=cfg.normalize, scale_range=cfg.scale_range, flip=cfg.flip,
-                               lighting=cfg.lighting, mean_images=cfg.mean_images, skip_bad=cfg.skip_bad,
-                               workers=cfg.workers, cache_dir=cache, progress=progress and info.is_main)
-        arrays = load_dataset(cfg.data, cache_dir=cache, skip_bad=cfg.skip_bad, size=cfg.image_size,
+            return open_stream(d.source, crop=d.crop_size, val_size=d.val_size, split_seed=d.split_seed,
+                               normalize=d.normalize, scale_range=d.scale_range, flip=d.flip, lighting=d.lighting,
+                               mean_images=d.mean_images, skip_bad=d.skip_bad, workers=d.workers, cache_dir=cache,
+                               progress=progress and info.is_main)
+        arrays = load_dataset(cfg.data.source, cache_dir=cache, skip_bad=cfg.data.skip_bad, size=cfg.data.image_size,
                               progress=progress and info.is_main)
     finally:
         if info.rank == 0:
             barrier(info)
-    return make_bundle(arrays, cfg.val_size, cfg.split_seed, cfg.normalize)
+    return make_bundle(arrays, cfg.data.val_size, cfg.data.split_seed, cfg.data.normalize)
 
 
 
@@ -145,15 +146,7 @@ def fit(cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool | str = Fa
         raise ResNetLabError(f"cannot resume: {run_dir} does not exist (nothing is started in its place)")
     if resume:
         if has_run(run_dir):
-            saved = read_run_config(run_dir)
-            if cfg is not None:
-                diff = config_differences(saved, cfg)
-                if diff:
-                    raise ConfigError(f"cannot resume {run_dir} with a different setup: {'; '.join(diff)}. "
-                                      "Start a new run with another --out")
-                for key in RESUMABLE_CHANGES:
-                    setattr(saved, key, getattr(cfg, key))
-            cfg = saved
+            cfg = resumed_config(read_run_config(run_dir), cfg, run_dir)
         elif resume is True:
             raise ResNetLabError(f"cannot resume: {run_dir} holds no run (no config.json)")
     if cfg is None:
@@ -162,9 +155,8 @@ def fit(cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool | str = Fa
     if not resume and has_run(run_dir):
         raise ResNetLabError(f"{run_dir} already holds a run; continue it with `resnetlab train --resume {run_dir}` "
                              "or choose another --out (nothing was overwritten)")
-    validate(cfg)
-    device = select_device(cfg.device)
-    info = init_distributed(device)
+    placement = place(cfg, DistInfo.from_env())  # every machine-dependent "auto" made concrete, once
+    info = init_distributed(placement.device)
     set_threads(cfg, info)
     try:
         lock = ckpt.RunLock(run_dir) if info.is_main else contextlib.nullcontext()
@@ -172,7 +164,7 @@ def fit(cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool | str = Fa
             if not resume and info.is_main and has_run(run_dir):  # made by another process since the check above
                 raise ResNetLabError(f"{run_dir} already holds a run; continue it with `resnetlab train --resume "
                                      f"{run_dir}` or choose another --out (nothing was overwritten)")
-            return _fit(cfg, run_dir, info, data, progress, log)
+            return _fit(cfg, run_dir, info, placement, data, progress, log)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -191,17 +183,17 @@ def fit(cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool | str = Fa
         cleanup(info)
 
 
-def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | StreamData | None, progress: bool,
-         log: Callable[[str], None] | None) -> RunResult:
+def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, placement: Placement,
+         data: DataBundle | StreamData | None, progress: bool, log: Callable[[str], None] | None) -> RunResult:
     main = info.is_main
     data = data if data is not None else load_data(cfg, info, progress)
-    trainer = Trainer(cfg, data, info)  # bad data or options fail here, before the run directory is touched
+    trainer = Trainer(cfg, data, info, placement)  # bad data or options fail here, before the run directory is touched
     digest = data_digest(data)  # in every checkpoint: a resume on changed data is refused
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         for tmp in run_dir.glob(".*.tmp"):  # atomic_write's temp files, left by a kill during a write
             tmp.unlink(missing_ok=True)
-    bar = _Progress(progress and main, cfg.max_iters, 0, cfg.model)
+    bar = _Progress(progress and main, cfg.schedule.max_iters, 0, cfg.model.name)
     say = log or bar.write
 
     found = ckpt.latest_checkpoint(run_dir, log=say) if run_dir.exists() else None
@@ -215,22 +207,22 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
         if diff:
             raise ckpt.CheckpointError(f"{path} was made by a different run ({'; '.join(diff)}); it does not belong "
                                        f"in {run_dir}")
-        check_same_data(path, state, list(trainer.data.classes), cfg.data, digest)
+        check_same_data(path, state, list(trainer.data.classes), cfg.data.source, digest)
         try:
             trainer.load_state_dict(state)
         except (ResNetLabError, KeyError, ValueError, RuntimeError) as exc:
             raise ckpt.CheckpointError(f"{path} cannot be resumed: {type(exc).__name__}: {_first_line(exc)}; it "
                                        f"does not belong in {run_dir} (move it away to resume from an earlier "
                                        "one)") from None
-        if main and trainer.iteration < cfg.max_iters:
-            say(f"resuming {run_dir} from {path.name} (iteration {trainer.iteration} of {cfg.max_iters})")
+        if main and trainer.iteration < cfg.schedule.max_iters:
+            say(f"resuming {run_dir} from {path.name} (iteration {trainer.iteration} of {cfg.schedule.max_iters})")
             before = state.get("precision")
             if before and before != trainer.precision:
                 say(f"warning: this run trained in {before} up to iteration {trainer.iteration} and continues in "
-                    f"{trainer.precision} (precision={cfg.precision} on this machine), so it will not be bit-exact "
-                    f"with an uninterrupted run; --set precision={before} keeps {before}")
-    if found is None and cfg.init:  # a new run from trained weights; a resumed one never reads them again
-        note = trainer.initialise_from(cfg.init)
+                    f"{trainer.precision} (precision={cfg.hardware.precision} on this machine), so it will not be "
+                    f"bit-exact with an uninterrupted run; --set precision={before} keeps {before}")
+    if found is None and cfg.model.init:  # a new run from trained weights; a resumed one never reads them again
+        note = trainer.initialise_from(cfg.model.init)
         if main:
             say(note)
     sinks: list[MetricsSink] = []  # rank 0 writes the metrics: metrics.jsonl, and TensorBoard if asked for
@@ -239,7 +231,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
             ckpt.set_aside_newer(run_dir, trainer.iteration)
         atomic_write(run_dir / "config.json", lambda f: f.write(cfg.to_json().encode()))
         sinks.append(MetricsLog(run_dir / "metrics.jsonl"))
-        if cfg.tensorboard:
+        if cfg.run.tensorboard:
             sinks.append(TensorBoardSink(run_dir / "tensorboard"))
         for sink in sinks:
             sink.start(trainer.iteration)
@@ -265,7 +257,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
                      "data_digest": digest,  # of the split the run trains on: a resume on other data is refused
                      "data_content": getattr(data, "digest", None)}  # of the data set, as in the final weights
             ckpt.save_checkpoint(state, run_dir / ckpt.checkpoint_name(trainer.iteration))
-            ckpt.prune_checkpoints(run_dir, cfg.keep_checkpoints)
+            ckpt.prune_checkpoints(run_dir, cfg.run.keep_checkpoints)
             for sink in sinks:
                 sink.flush()
 
@@ -281,7 +273,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
         err = 100.0 * wrong / count
         shown.update(loss=f"{loss_sum / count:.3f}", err=f"{err:.1f}%", lr=f"{t.last_lr:g}")
         bar.update(**shown)
-        if it % cfg.log_interval == 0 or it == cfg.max_iters:
+        if it % cfg.run.log_interval == 0 or it == cfg.schedule.max_iters:
             n = window["count"]
             row = {"kind": "train", "iter": it, "epoch": (it - 1) // t.steps_per_epoch,
                    "lr": t.last_lr, "train_loss": window["loss"] / n,
@@ -296,7 +288,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
                 r = t.evaluate("val")
                 row.update(val_error=r.top1_error, val_loss=r.loss)
                 t.schedule.observe_validation(it, r.top1_error)  # plateau schedule; saved by the checkpoint below
-            if cfg.eval_test:
+            if cfg.eval.test:
                 r = t.evaluate("test")
                 row.update(test_error=r.top1_error, test_loss=r.loss)
             for sink in sinks:
@@ -308,9 +300,9 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
             cost["checkpoint"] += mark[0] - evaluated
 
     try:
-        while trainer.iteration < cfg.max_iters:
+        while trainer.iteration < cfg.schedule.max_iters:
             epoch, start = divmod(trainer.iteration, trainer.steps_per_epoch)
-            trainer.train_one_epoch(epoch, start, stop=cfg.max_iters, on_step=on_step)
+            trainer.train_one_epoch(epoch, start, stop=cfg.schedule.max_iters, on_step=on_step)
     except NonFiniteLossError as exc:
         last = ckpt.list_checkpoints(run_dir)
         where = f"the last good checkpoint {last[-1][1]} is intact" if last else "no checkpoint was written yet"
@@ -324,7 +316,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, data: DataBundle | Str
         raise ResNetLabError(
             f"out of memory at iteration {trainer.iteration + 1} ({_first_line(exc)}). Use a smaller batch per "
             "step (--set grad_accum=2 keeps the global batch of "
-            f"{cfg.batch_size}), bf16 (--set precision=bf16), activation checkpointing (--set "
+            f"{cfg.optim.batch_size}), bf16 (--set precision=bf16), activation checkpointing (--set "
             "activation_checkpointing=true), or fewer processes per device. No partial checkpoint was written; "
             f"{_last_checkpoint_text(last)}"
         ) from None
@@ -361,9 +353,9 @@ def _finish(trainer: Trainer, run_dir: Path, main: bool, cost: dict[str, float],
     eval_rows = [r for r in rows if r["kind"] == "eval"]
     last_eval = eval_rows[-1] if eval_rows else {}
     summary = {
-        "model": trainer.cfg.model,
-        "model_kwargs": trainer.cfg.model_kwargs,
-        "seed": trainer.cfg.seed,
+        "model": trainer.cfg.model.name,
+        "model_kwargs": trainer.cfg.model.options,
+        "seed": trainer.cfg.run.seed,
         "iterations": trainer.iteration,
         "train_error": train_rows[-1]["train_error"] if train_rows else None,  # running: the last log window's
         "final_train_error": final_train,  # the final model on every training image, un-augmented
@@ -372,6 +364,8 @@ def _finish(trainer: Trainer, run_dir: Path, main: bool, cost: dict[str, float],
         "params": sum(p.numel() for p in trainer.model.parameters()),
         "precision": trainer.precision,  # as computed here ("auto" resolved)
         "eval_precision": eval_precision,  # every recorded validation/test error was measured in this precision
+        "device": trainer.device.type,  # "auto" resolved, as the precisions
+        "data_on_device": trainer.resident,  # in-memory data kept on the device (data_on_device "auto" resolved)
         "machine": machine(),  # where it trained (its speed and precision depend on it)
         "checkpoint": ckpt.checkpoint_name(trainer.iteration),
         "weights": WEIGHTS_NAME,
@@ -388,8 +382,8 @@ def _finish(trainer: Trainer, run_dir: Path, main: bool, cost: dict[str, float],
                           "the final checkpoint holds the weights", stacklevel=2)
             summary["weights"] = None
         atomic_write(run_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
-        plot_curves({trainer.cfg.model: rows}, run_dir / "curves.png",
-                    test_key="test_error" if trainer.cfg.eval_test else "val_error")
+        plot_curves({trainer.cfg.model.name: rows}, run_dir / "curves.png",
+                    test_key="test_error" if trainer.cfg.eval.test else "val_error")
     return RunResult(run_dir, trainer.iteration, summary["train_error"], summary["val_error"], summary["test_error"],
                      summary)
 

@@ -45,15 +45,15 @@ def initialise(model: nn.Module, cfg: TrainConfig, source: str) -> str:
     state, trained_as = tw.state_dict, tw.name
     if trained_as is not None:
         theirs_kw = {k: v for k, v in tw.model_kwargs.items() if k != "num_classes"}
-        ours_kw = {k: v for k, v in cfg.model_kwargs.items() if k != "num_classes"}
-        if trained_as != cfg.model or theirs_kw != ours_kw:
+        ours_kw = {k: v for k, v in cfg.model.options.items() if k != "num_classes"}
+        if trained_as != cfg.model.name or theirs_kw != ours_kw:
             def desc(name: str, kw: dict[str, Any]) -> str:
                 return name + (f" ({', '.join(f'{k}={v}' for k, v in kw.items())})" if kw else "")
 
             raise IncompatibleWeightsError(
-                f"--init {source} holds a {desc(trained_as, theirs_kw)}, not a {desc(cfg.model, ours_kw)}: train "
+                f"--init {source} holds a {desc(trained_as, theirs_kw)}, not a {desc(cfg.model.name, ours_kw)}: train "
                 f"--model {trained_as}{''.join(f' --set model.{k}={v}' for k, v in theirs_kw.items())}, or pick "
-                f"weights of {cfg.model}")
+                f"weights of {cfg.model.name}")
     state = strip_prefixes(state)
     own = model.state_dict()
     keys = _head_keys(model)

@@ -10,7 +10,7 @@ from ..data import DataBundle
 from ..data.stream import StreamData
 from ..errors import ResNetLabError
 from . import checkpoint as ckpt
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 
 # Config keys that may differ when a run is resumed: where and how it computes, not what it computes (skip_bad:
 # nothing changes while every file decodes). eval_precision is not among them: a run's recorded errors are all
@@ -26,6 +26,19 @@ def config_differences(a: TrainConfig, b: TrainConfig) -> list[str]:
             if da[k] != db.get(k) and k not in RESUMABLE_CHANGES]
 
 
+def resumed_config(saved: TrainConfig, cfg: TrainConfig | None, run_dir: Path) -> TrainConfig:
+    """The one decision on resuming: the config a run continues with is its saved one, with the keys that may change
+    (``RESUMABLE_CHANGES``) taken from ``cfg``; any other difference is refused before anything is touched."""
+    if cfg is None:
+        return saved
+    diff = config_differences(saved, cfg)
+    if diff:
+        raise ConfigError(f"cannot resume {run_dir} with a different setup: {'; '.join(diff)}. Start a new run with "
+                          "another --out")
+    now = cfg.to_dict()
+    return saved.updated({key: now[key] for key in sorted(RESUMABLE_CHANGES)})
+
+
 def read_run_config(run_dir: Path) -> TrainConfig:
     path = run_dir / "config.json"
     if not path.is_file():
@@ -33,7 +46,7 @@ def read_run_config(run_dir: Path) -> TrainConfig:
                              "`resnetlab train --out DIR`, or give the folder of an existing run to --resume")
     try:
         return TrainConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
+    except (json.JSONDecodeError, TypeError, ConfigError) as exc:
         raise ResNetLabError(f"{path} is damaged ({exc}); it cannot be resumed") from None
 
 

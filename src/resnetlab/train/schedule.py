@@ -20,12 +20,12 @@ def step_lr(iteration: int, base_lr: float, milestones: tuple[int, ...], decay: 
 def warmup_wanted(cfg: TrainConfig) -> bool:
     """The paper warms up ResNet-110 and ResNet-1202 only ("In this case, we find that the initial learning rate of
     0.1 is slightly too large to start converging"); ``warmup=auto`` does so for CIFAR nets of depth >= 110."""
-    if cfg.warmup != "auto":
-        return cfg.warmup == "on"
+    if cfg.schedule.warmup != "auto":
+        return cfg.schedule.warmup == "on"
     from ..models import model_info
 
-    m = re.fullmatch(r"(?:resnet|plain|preact_resnet)(\d+)", cfg.model)
-    return bool(m) and model_info(cfg.model).family == "cifar" and int(m.group(1)) >= 110
+    m = re.fullmatch(r"(?:resnet|plain|preact_resnet)(\d+)", cfg.model.name)
+    return bool(m) and model_info(cfg.model.name).family == "cifar" and int(m.group(1)) >= 110
 
 
 @dataclass
@@ -62,10 +62,11 @@ class LRSchedule:
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> LRSchedule:
-        return cls(cfg.lr, tuple(cfg.milestones), cfg.lr_decay, warmup_wanted(cfg), cfg.warmup_lr,
-                   cfg.warmup_until_error, cfg.warmup_window, plateau=cfg.lr_schedule == "plateau",
-                   patience=cfg.plateau_patience, threshold=cfg.plateau_threshold, shape=cfg.lr_schedule,
-                   total=cfg.max_iters, ramp=cfg.warmup_iters)
+        s = cfg.schedule
+        return cls(cfg.optim.lr, tuple(s.milestones), s.lr_decay, warmup_wanted(cfg), s.warmup_lr,
+                   s.warmup_until_error, s.warmup_window, plateau=s.lr_schedule == "plateau",
+                   patience=s.plateau_patience, threshold=s.plateau_threshold, shape=s.lr_schedule,
+                   total=s.max_iters, ramp=s.warmup_iters)
 
     @property
     def warming_up(self) -> bool:

@@ -18,8 +18,8 @@ from ..errors import ResNetLabError
 from ..inference import inference_copy
 from ..models import create_model
 from ..weights import load_state_dict
-from .config import ConfigError, TrainConfig, validate
-from .device import autocast, resolve_precision, select_device
+from .config import ConfigError, TrainConfig
+from .device import Placement, autocast, place
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers
 from .evaluate import EvalResult, evaluate_batches
 from .init import initialise
@@ -31,7 +31,7 @@ class NonFiniteLossError(ResNetLabError):
 
 
 def check_num_classes(cfg: TrainConfig, data: DataBundle) -> None:
-    wanted = cfg.model_kwargs.get("num_classes", data.num_classes)
+    wanted = cfg.model.options.get("num_classes", data.num_classes)
     if wanted != data.num_classes:
         raise ConfigError(
             f"the data set has {data.num_classes} classes but the model is set to num_classes={wanted}; drop the "
@@ -55,39 +55,38 @@ def frozen_bn_statistics(bns: list[nn.Module], frozen: bool) -> Any:
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    kwargs = {**cfg.model_kwargs, "num_classes": num_classes}
-    torch.manual_seed(derive_seed("init", cfg.seed))  # the same initial weights on every rank and every rerun
+    kwargs = {**cfg.model.options, "num_classes": num_classes}
+    torch.manual_seed(derive_seed("init", cfg.run.seed))  # the same initial weights on every rank and every rerun
     try:
-        return create_model(cfg.model, **kwargs)
+        return create_model(cfg.model.name, **kwargs)
     except TypeError as exc:
-        raise ConfigError(f"bad model option for {cfg.model}: {exc}") from None
+        raise ConfigError(f"bad model option for {cfg.model.name}: {exc}") from None
 
 
 class Trainer:
     """Holds a run's model, optimizer, schedule and data; ``train_one_epoch`` advances it, ``state_dict`` saves it."""
 
-    def __init__(self, cfg: TrainConfig, data: DataBundle | StreamData, info: DistInfo | None = None) -> None:
-        validate(cfg)
+    def __init__(self, cfg: TrainConfig, data: DataBundle | StreamData, info: DistInfo | None = None,
+                 placement: Placement | None = None) -> None:
         self.cfg, self.data, self.info = cfg, data, info or DistInfo()
-        self.device = select_device(cfg.device, self.info)
-        # The precision this run computes in on this device ("auto" resolved; resuming elsewhere may resolve it anew).
-        self.precision = resolve_precision(cfg.precision, self.device)
-        self.eval_precision = resolve_precision(cfg.eval_precision, self.device)  # what its errors are measured in
-        if self.precision == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ConfigError("this GPU has no bfloat16 support; use --set precision=fp16")
+        # Where and in what precision it computes, "auto" made concrete (by fit, once; resuming elsewhere may differ).
+        self.placement = placement or place(cfg, self.info)
+        self.device = self.placement.device
+        self.precision = self.placement.precision
+        self.eval_precision = self.placement.eval_precision  # what its errors are measured in
         check_num_classes(cfg, data)
         data.check()  # -100 or out-of-range labels: one message now, not a silent loss or a crash
         model = build_model(cfg, data.num_classes)
-        self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.fmt = torch.channels_last if cfg.hardware.channels_last else torch.contiguous_format
         model = model.to(self.device, memory_format=self.fmt)
-        if cfg.sync_bn and self.info.enabled:
+        if cfg.hardware.sync_bn and self.info.enabled:
             if self.device.type != "cuda":
                 raise ConfigError("sync_bn needs GPUs: PyTorch's SyncBatchNorm has no CPU implementation")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model  # the bare module: its state-dict keys carry no "module." / "_orig_mod." prefix
-        if cfg.activation_checkpointing:
+        if cfg.hardware.activation_checkpointing:
             model.set_grad_checkpointing(True)  # type: ignore[operator]
-        if cfg.compile:
+        if cfg.hardware.compile:
             model.compile()
         self.ddp: nn.Module = model
         if self.info.enabled:
@@ -95,39 +94,38 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
-        self.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                                         weight_decay=cfg.optim.weight_decay, nesterov=cfg.optim.nesterov)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.schedule = LRSchedule.from_config(cfg)
         self.mean = data.mean.to(self.device)
         self.std = None if data.std is None else data.std.to(self.device)
-        if cfg.data_on_device == "on" and not data.can_reside:
+        if cfg.hardware.data_on_device == "on" and not data.can_reside:
             raise ConfigError("data_on_device=on keeps in-memory (CIFAR-sized) data on the device; a streamed folder "
                               "(loader=stream) is decoded by workers on the host: use data_on_device=auto or off")
         # the uint8 data set on the device (a GPU by default): no host-to-device copy per step
-        self.resident = data.can_reside and (
-            cfg.data_on_device == "on" or (cfg.data_on_device == "auto" and self.device.type == "cuda"))
+        self.resident = data.can_reside and self.placement.data_on_device
         self.loader: BatchLoader | StreamLoader = data.train_loader(
-            cfg.batch_size, cfg.seed, rank=self.info.rank, world_size=self.info.world_size,
-            device=self.device if self.resident else None, pad=cfg.pad, flip=cfg.flip,
+            cfg.optim.batch_size, cfg.run.seed, rank=self.info.rank, world_size=self.info.world_size,
+            device=self.device if self.resident else None, pad=cfg.data.pad, flip=cfg.data.flip,
             pin_memory=self.device.type == "cuda")
-        if cfg.lr_schedule == "plateau" and not self.split_size("val"):
+        if cfg.schedule.lr_schedule == "plateau" and not self.split_size("val"):
             raise ConfigError("lr_schedule=plateau watches the validation error, but there is no validation split: "
                               "set val_size > 0 (or use a folder with val/ and loader=stream)")
         local = self.loader.local_batch_size
-        if local % cfg.grad_accum:
-            raise ConfigError(f"grad_accum={cfg.grad_accum} must divide the per-process batch of {local} images")
+        if local % cfg.optim.grad_accum:
+            raise ConfigError(f"grad_accum={cfg.optim.grad_accum} must divide the per-process batch of {local} images")
         # Micro-batches per step: grad_accum (memory), or more so that BN sees at most bn_batch images.
-        self.micro_batches = cfg.grad_accum
-        if cfg.bn_batch and local > cfg.bn_batch:
-            if local % cfg.bn_batch:
-                raise ConfigError(f"bn_batch={cfg.bn_batch} must divide the per-process batch of {local} images")
-            self.micro_batches = max(cfg.grad_accum, local // cfg.bn_batch)
+        self.micro_batches = cfg.optim.grad_accum
+        if cfg.optim.bn_batch and local > cfg.optim.bn_batch:
+            if local % cfg.optim.bn_batch:
+                raise ConfigError(f"bn_batch={cfg.optim.bn_batch} must divide the per-process batch of {local} images")
+            self.micro_batches = max(cfg.optim.grad_accum, local // cfg.optim.bn_batch)
         # BN running statistics update once per step, from the first micro-batch (bn_batch or grad_accum images):
         # as in the paper's 2-GPU setting, where each GPU normalised its 64 images and one GPU's statistics were
         # kept, and as DDP's rank 0 does here, so 1 process x 2 micro-batches and 2 processes x 1 evaluate alike.
         self.bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        self.last_lr = cfg.lr  # the lr of the latest step (logged; warm-up may end right after it)
+        self.last_lr = cfg.optim.lr  # the lr of the latest step (logged; warm-up may end right after it)
         self.iteration = 0
 
     def initialise_from(self, source: str) -> str:
@@ -159,7 +157,7 @@ class Trainer:
             with sync, frozen_bn_statistics(self.bns, k > 0):
                 with autocast(dev, self.precision):
                     logits = self.ddp(xm)
-                loss = F.cross_entropy(logits.float(), ym, label_smoothing=cfg.label_smoothing)
+                loss = F.cross_entropy(logits.float(), ym, label_smoothing=cfg.optim.label_smoothing)
                 self.scaler.scale(loss * (xm.shape[0] / n_local)).backward()
             stats[0] += loss.detach().double() * xm.shape[0]
             stats[1] += (logits.detach().argmax(1) != ym).sum()
@@ -198,11 +196,11 @@ class Trainer:
         broadcast_buffers(self.model, self.info)  # every rank scores the model that rank 0 checkpoints
         # The inference path (a BN-folded copy): the same function, about 1.5x faster than the training module.
         precision = self.eval_precision
-        model = inference_copy(self.model, precision, self.cfg.channels_last)
-        batches = self.data.eval_batches(split, self.cfg.eval_batch_size, rank=self.info.rank,
+        model = inference_copy(self.model, precision, self.cfg.hardware.channels_last)
+        batches = self.data.eval_batches(split, self.cfg.eval.batch_size, rank=self.info.rank,
                                          world_size=self.info.world_size, pin_memory=self.device.type == "cuda")
         return evaluate_batches(model, batches, self.mean, self.std, device=self.device, precision=precision,
-                                channels_last=self.cfg.channels_last, info=self.info)
+                                channels_last=self.cfg.hardware.channels_last, info=self.info)
 
     # checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -229,10 +227,11 @@ class Trainer:
     def weights_meta(self) -> dict[str, Any]:
         """The model's record, as a weights file and a checkpoint both carry it (``weights/files.py``)."""
         cfg, data = self.cfg, self.data
-        return {"model": cfg.model, "model_kwargs": {**cfg.model_kwargs, "num_classes": data.num_classes},
-                "classes": list(data.classes), "input_size": data.input_size, "pad": cfg.pad,
-                "normalize": cfg.normalize, "loader": cfg.loader, "iterations": self.iteration, "recipe": cfg.recipe,
-                "seed": cfg.seed, "data": getattr(data, "digest", None), "precision": self.precision}
+        return {"model": cfg.model.name, "model_kwargs": {**cfg.model.options, "num_classes": data.num_classes},
+                "classes": list(data.classes), "input_size": data.input_size, "pad": cfg.data.pad,
+                "normalize": cfg.data.normalize, "loader": cfg.data.loader, "iterations": self.iteration,
+                "recipe": cfg.run.recipe, "seed": cfg.run.seed, "data": getattr(data, "digest", None),
+                "precision": self.precision}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_state_dict(self.model, state["model"], source="checkpoint")

@@ -37,6 +37,7 @@ from .files import (
     legacy_weights,
     load_checkpoint,
     load_weights,
+    read_state_dict,
     read_torch_file,
     view_of,
 )
@@ -185,8 +186,8 @@ class TrainedWeights:
         (``model.preprocess``) and class names (``model.classes``) where the file has them."""
         if self.name is None:
             raise ResNetLabError(f"{self.source} holds only a state dict, which does not say what model it belongs "
-                                 "to: name the model (e.g. --model resnet56), or convert the file first "
-                                 "(`resnetlab convert`)")
+                                 "to: convert it first (resnetlab convert --from torchvision|cifar-reference IN "
+                                 "OUT.safetensors), or load it into a model you build (load_state_dict)")
         net = _build(self.name, **self.model_kwargs)
         load_state_dict(net, self.state_dict, source=self.source)
         if self.mean is not None and ("view" in self.meta or "input_size" in self.meta):
@@ -220,8 +221,6 @@ def read(spec: str | os.PathLike[str] | Weights | Source, model: str | None = No
     if fmt == LEGACY_FORMAT:
         wf = legacy_weights(obj)
         return TrainedWeights(str(path), "legacy", wf.state_dict, wf.meta, wf.mean, wf.std)
-    from .files import read_state_dict
-
     return TrainedWeights(str(path), "state_dict", read_state_dict(path), {})
 
 
@@ -261,11 +260,7 @@ def load(spec: str | os.PathLike[str] | Weights | Source, model: str | None = No
     """The network that ``spec`` names (released weights, a run folder, a weights file or a training checkpoint),
     built from the file's own record and loaded, in eval mode. With ``model``, the file must hold that model."""
     tw = read(spec, model, base_url=base_url, progress=progress, sha256=sha256)
-    if tw.name is None:
-        raise ResNetLabError(f"{tw.source} holds only a state dict, which does not say what model it belongs to: "
-                             "convert it first (resnetlab convert --from torchvision|cifar-reference IN "
-                             "OUT.safetensors), or load it into a model you build (load_state_dict)")
-    if model is not None and model_info(model).name != tw.name:
+    if model is not None and tw.name is not None and model_info(model).name != tw.name:
         raise ResNetLabError(f"{tw.source} holds a {tw.name}, not a {model}: create_model({tw.name!r}, weights=...)")
     return LoadedModel(tw.build(), tw)
 
