@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from resnetlab.train import ConfigError, TrainConfig, fit, resolve_config
+from resnetlab.train import config as config_mod
 from resnetlab.train import device as device_mod
 from resnetlab.train.config import FLAT_KEYS, SECTIONS
 from resnetlab.train.resume import RESUMABLE_CHANGES, resumed_config
@@ -50,6 +51,18 @@ def test_section_strings_from_the_command_line_are_typed() -> None:
         resolve_config("cifar10_paper", ["run.scale=2"])  # provenance: set by --scale only
     with pytest.raises(ConfigError, match="batch_size must be positive"):
         resolve_config("cifar10_paper", ["optim.batch_size=0"])
+
+
+def test_a_config_is_resolved_and_validated_once_with_every_layer_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recipe, --scale, a budget's values and the user's --set are merged first, then checked once: a budget's
+    value that the user's override makes valid is accepted."""
+    checked: list[int] = []
+    real = config_mod.validate
+    monkeypatch.setattr(config_mod, "validate", lambda cfg: (checked.append(cfg.schedule.max_iters), real(cfg)))
+    cfg = resolve_config("cifar10_paper", ["schedule.max_iters=100"], scale=0.1,
+                         values={"max_iters": 10, "warmup_iters": 50})  # alone, warm-up would outlast the run
+    assert (cfg.schedule.max_iters, cfg.schedule.warmup_iters, cfg.schedule.milestones) == (100, 50, (3200, 4800))
+    assert checked == [100]
 
 
 def test_a_config_is_frozen_and_cannot_exist_invalid() -> None:

@@ -210,24 +210,28 @@ class TrainConfig:
         """This config with keys changed, validated: ``key=value`` strings (``--set``: ``section.key``, the flat
         name, or ``model.OPTION`` for a model option such as ``model.shortcut=B``) parsed by the key's type, or a
         mapping of the same names to typed values."""
-        flat = self.to_dict()
-        items = values.items() if isinstance(values, Mapping) else [_split(p) for p in values]
-        for key, value in items:
-            if key.startswith("model.") and key[6:] not in _MODEL_KEYS:  # a model option
-                option = _model_value(value) if isinstance(value, str) else value
-                flat["model_kwargs"] = {**flat["model_kwargs"], key[6:]: option}
-                continue
-            name = _flat_name(key)
-            section, leaf = FLAT_KEYS[name]
-            hint = typing.get_type_hints(SECTIONS[section])[leaf]
-            flat[name] = _convert(key, value, hint) if isinstance(value, str) else _typed(value, hint)
-        return _build(flat)
+        return _build(_set(self.to_dict(), values))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
 _MODEL_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}
+
+
+def _set(flat: dict[str, Any], values: Mapping[str, Any] | list[str]) -> dict[str, Any]:
+    """``flat`` with ``values`` written into it by flat name (see :meth:`TrainConfig.updated`); not yet checked."""
+    items = values.items() if isinstance(values, Mapping) else [_split(p) for p in values]
+    for key, value in items:
+        if key.startswith("model.") and key[6:] not in _MODEL_KEYS:  # a model option
+            option = _model_value(value) if isinstance(value, str) else value
+            flat["model_kwargs"] = {**flat["model_kwargs"], key[6:]: option}
+            continue
+        name = _flat_name(key)
+        section, leaf = FLAT_KEYS[name]
+        hint = typing.get_type_hints(SECTIONS[section])[leaf]
+        flat[name] = _convert(key, value, hint) if isinstance(value, str) else _typed(value, hint)
+    return flat
 
 
 def _flat_name(key: str, saved: bool = False) -> str:
@@ -310,27 +314,42 @@ _SCALED = ("milestones", "max_iters", "eval_interval", "log_interval", "warmup_i
 MIN_EVAL_INTERVAL = 1000
 
 
-def recipe_config(name: str) -> TrainConfig:
+def _recipe(name: str) -> dict[str, Any]:
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe {name!r}; choose from {', '.join(sorted(RECIPES))}")
-    return _build({"recipe": name, **{_flat_name(k, saved=True): v for k, v in RECIPES[name].items()}})
+    fields = {f.metadata.get("flat", f.name): f for cls in SECTIONS.values() for f in dataclasses.fields(cls)}
+    return {**{flat: _default(f) for flat, f in fields.items()}, "recipe": name,
+            **{_flat_name(k, saved=True): v for k, v in RECIPES[name].items()}}
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+
+
+def recipe_config(name: str) -> TrainConfig:
+    return _build(_recipe(name))
+
+
+def _scaled(flat: dict[str, Any], scale: float) -> dict[str, Any]:
+    """``flat`` with every iteration count of the schedule multiplied by ``scale`` (the schedule keeps its shape)."""
+    if not scale > 0:
+        raise ConfigError(f"--scale must be positive, got {scale}")
+    if scale == 1.0:
+        return flat
+    max_iters = max(1, round(flat["max_iters"] * scale))
+    interval, log = flat["eval_interval"], flat["log_interval"]
+    return {**flat,
+            "milestones": tuple(max(1, round(m * scale)) for m in flat["milestones"]),
+            "max_iters": max_iters,
+            "warmup_iters": min(round(flat["warmup_iters"] * scale), max_iters - 1),
+            "eval_interval": max(min(interval, MIN_EVAL_INTERVAL), round(interval * scale)),
+            "log_interval": max(min(log, 10), round(log * scale)),  # >= 10: readable logs
+            "scale": flat["scale"] * scale}
 
 
 def apply_scale(cfg: TrainConfig, scale: float) -> TrainConfig:
     """Multiply every iteration count of the schedule by ``scale`` (quick runs keep the schedule's shape)."""
-    if not scale > 0:
-        raise ConfigError(f"--scale must be positive, got {scale}")
-    if scale == 1.0:
-        return cfg
-    s, e, r = cfg.schedule, cfg.eval, cfg.run
-    max_iters = max(1, round(s.max_iters * scale))
-    return _build({**cfg.to_dict(),
-                   "milestones": tuple(max(1, round(m * scale)) for m in s.milestones),
-                   "max_iters": max_iters,
-                   "warmup_iters": min(round(s.warmup_iters * scale), max_iters - 1),
-                   "eval_interval": max(min(e.interval, MIN_EVAL_INTERVAL), round(e.interval * scale)),
-                   "log_interval": max(min(r.log_interval, 10), round(r.log_interval * scale)),  # >= 10: readable
-                   "scale": r.scale * scale})
+    return _build(_scaled(cfg.to_dict(), scale))
 
 
 def evaluates_at(cfg: TrainConfig, iteration: int) -> bool:
@@ -457,8 +476,8 @@ def resolve_config(recipe: str, overrides: list[str] | Mapping[str, Any] | None 
                    scale: float = 1.0, *, values: Mapping[str, Any] | None = None) -> TrainConfig:
     """The config of a run, resolved once: the recipe, ``scale`` on its iteration counts, typed ``values`` (a
     budget's, the command's named options), then the ``overrides`` (``--set``, taken as given: ``--scale 0.1 --set
-    eval.interval=50`` evaluates every 50 iterations). Each step builds a frozen, validated config."""
-    cfg = apply_scale(recipe_config(recipe), scale).updated(values or {}).updated(overrides or [])
+    eval.interval=50`` evaluates every 50 iterations). Built, and so validated, once, when every layer is in."""
+    cfg = _build(_set(_set(_scaled(_recipe(recipe), scale), values or {}), overrides or []))
     if recipe == "finetune" and not cfg.model.init:
         raise ConfigError("the finetune recipe starts from trained weights: pass --init NAME (a released weights "
                           "name such as resnet56, or a .safetensors file)")
