@@ -457,6 +457,7 @@ def test_release_remakes_the_committed_card_exactly_and_publish_writes_the_uploa
     sums = dict(line.split("  ")[::-1] for line in (tmp_path / "upload" / "SHA256SUMS").read_text().splitlines())
     assert all(hashlib.sha256((tmp_path / "upload" / k).read_bytes()).hexdigest() == v for k, v in sums.items())
     assert release.cards_table().count("\n") == len(RELEASED) + 1
+    assert [line.split("`")[1] for line in release.cards_commands().splitlines()] == RELEASED
     # a name that already stands for another run is refused, and the manifest is left as it was
     before = manifest.read_bytes()
     seed1 = REPO / weights_entry(f"{WEIGHTS20}_seed1").meta["run"]

@@ -169,9 +169,9 @@ def _markdown(table: dict) -> list[str]:
 
 
 def cards_block() -> str:
-    from resnetlab.release import cards_table  # the installed package (make's .venv: an editable install of src)
+    from resnetlab.release import cards_commands, cards_table  # the installed package (an editable install of src)
 
-    return cards_table().rstrip()
+    return cards_table().rstrip() + "\n\nTrained by:\n\n" + cards_commands()
 
 
 def _tracked(folder: Path) -> list[Path]:

@@ -71,6 +71,8 @@ def cmd_weights(args: argparse.Namespace) -> int:
               "weights.hub.DEFAULT_BASE_URL")
         return 0
     print(release.cards_table())
+    print("\ntrained by:")
+    print(release.cards_commands())
     return 0
 
 

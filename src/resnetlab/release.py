@@ -23,8 +23,8 @@ from .train.report import DEFAULT_EVAL_BATCH, evaluate_checkpoint
 from .weights import RELEASED, WeightsEntry, list_weights, load_weights, weights_entry
 from .weights.hub import REPO_ROOT
 
-__all__ = ["DEFAULT_PREFERENCE", "DEFAULT_TAG", "cards_table", "make_card", "ordered_rows", "publish", "release_runs",
-           "run_origin"]
+__all__ = ["DEFAULT_PREFERENCE", "DEFAULT_TAG", "cards_commands", "cards_table", "make_card", "ordered_rows", "publish",
+           "release_runs", "run_origin"]
 
 DEFAULT_TAG = "cifar10_medium"
 # pretrained=True (a model's "DEFAULT") loads the first of these a model has: the official pixels before the JPEG copy,
@@ -162,9 +162,9 @@ def release_runs(run_dirs: list[Path], data: str, manifest: Path = RELEASED, **c
 
 def cards_table(names: list[str] | None = None) -> str:
     """The model cards as one Markdown table (`resnetlab weights`, the docs): a row per released file, with the data
-    it was trained and scored on."""
-    lines = ["| weights | data | test error (%) | train error (%) | params | multiply-adds | file | trained by |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+    it was trained and scored on. The commands that trained them follow in :func:`cards_commands`."""
+    lines = ["| weights | data | test error (%) | train error (%) | params | multiply-adds | file |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for name in names if names is not None else list_weights():
         e = weights_entry(name)
         m = e.meta
@@ -172,8 +172,15 @@ def cards_table(names: list[str] | None = None) -> str:
         known = known_data(m["dataset"].get("digest"))
         data = ("official pixels" if known.official else "JPEG copy") if known else "other"
         lines.append(f"| `{e.name}` | {data} | {m['test_error']:.2f} | {train} | {m['params'] / 1e6:.3f}M | "
-                     f"{m['macs'] / 1e6:.1f}M | {e.size / 1e6:.2f} MB | `{m['command']}` |")
+                     f"{m['macs'] / 1e6:.1f}M | {e.size / 1e6:.2f} MB |")
     return "\n".join(lines)
+
+
+def cards_commands(names: list[str] | None = None) -> str:
+    """The command that trained each released file, one Markdown list item each (too long for the table's
+    columns)."""
+    return "\n".join(f"- `{name}`: `{weights_entry(name).meta['command']}`"
+                     for name in (names if names is not None else list_weights()))
 
 
 def publish(out_dir: Path) -> list[Path]:

@@ -217,6 +217,7 @@ class TrainConfig:
 
 
 _MODEL_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}
+_HINTS = {section: typing.get_type_hints(cls) for section, cls in SECTIONS.items()}  # each key's type
 
 
 def _set(flat: dict[str, Any], values: Mapping[str, Any] | list[str]) -> dict[str, Any]:
@@ -229,7 +230,7 @@ def _set(flat: dict[str, Any], values: Mapping[str, Any] | list[str]) -> dict[st
             continue
         name = _flat_name(key)
         section, leaf = FLAT_KEYS[name]
-        hint = typing.get_type_hints(SECTIONS[section])[leaf]
+        hint = _HINTS[section][leaf]
         flat[name] = _convert(key, value, hint) if isinstance(value, str) else _typed(value, hint)
     return flat
 
@@ -246,7 +247,7 @@ def _flat_name(key: str, saved: bool = False) -> str:
     every = [f"{s}.{n}" for s, n in FLAT_KEYS.values() if n not in _NOT_SETTABLE]
     leaf = name or key
     close = [k for k in every if leaf in k.split(".")[1] or k.split(".")[1] in leaf]
-    close += [k for k in every for near in difflib.get_close_matches(leaf, [k.split(".")[1]], cutoff=0.8)]
+    close += [k for k in every if difflib.get_close_matches(leaf, [k.split(".")[1]], cutoff=0.8)]
     close = list(dict.fromkeys(close))[:3]
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise ConfigError(f"unknown config key {key!r}{hint}; `resnetlab train --keys` lists them all")
@@ -257,7 +258,7 @@ def _build(flat: dict[str, Any]) -> TrainConfig:
     parts: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for key, value in flat.items():
         section, name = FLAT_KEYS[key]
-        hint = typing.get_type_hints(SECTIONS[section])[name]
+        hint = _HINTS[section][name]
         parts[section][name] = _typed(dict(value) if isinstance(value, Mapping) else value, hint)
     try:
         return TrainConfig(**{s: SECTIONS[s](**kw) for s, kw in parts.items()})
