@@ -96,7 +96,7 @@ def table3_note() -> str:
 
 def ten_crop(ctx: ImageNetContext, spec: RunSpec, record: RunRecord) -> dict[str, float]:
     """10-crop top-1/top-5 validation error (%) of the run's final checkpoint; cached beside the run."""
-    from ..train.device import resolve_precision, select_device
+    from ..train.device import place
     from ..train.protocols import evaluate_stream
     from ..weights import load
 
@@ -109,10 +109,10 @@ def ten_crop(ctx: ImageNetContext, spec: RunSpec, record: RunRecord) -> dict[str
             return saved
     cfg = ctx.config(spec)
     data = ctx.bundle(cfg)
-    device = select_device(cfg.hardware.device)
-    model = load(run_dir / checkpoint).model.to(device)
-    r = evaluate_stream(model, data, "val", "10crop", batch_size=max(1, cfg.eval.batch_size // 10), device=device,
-                        precision=resolve_precision(cfg.eval.precision, device), chunk=cfg.eval.batch_size,
+    placement = place(cfg)  # the device and the evaluation precision, "auto" resolved once
+    model = load(run_dir / checkpoint).model.to(placement.device)
+    r = evaluate_stream(model, data, "val", "10crop", batch_size=max(1, cfg.eval.batch_size // 10),
+                        device=placement.device, precision=placement.eval_precision, chunk=cfg.eval.batch_size,
                         progress=ctx.progress)
     out = {"checkpoint": checkpoint, "top1_10crop": r.top1_error, "top5_10crop": r.top5_error, "images": r.count}
     atomic_write(cache, lambda f: f.write(json.dumps(out).encode()))

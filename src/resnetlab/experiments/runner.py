@@ -309,6 +309,12 @@ _NOT_HASHED = RESUMABLE_CHANGES - {"precision", "data"}
 TRAIN_MACS_PER_S = {"bf16": 5.5e10, "fp16": 5.5e10, "fp32": 1.7e10}
 
 
+def computes_in(cfg: TrainConfig, evaluation: bool = False) -> str:
+    """The precision ``cfg`` trains (or evaluates) in on this machine, "auto" resolved as a run of it would: what a
+    run's key, its time estimate and its results text name. The run itself resolves it once (``device.place``)."""
+    return resolve_precision(cfg.eval.precision if evaluation else cfg.hardware.precision, cfg.hardware.device)
+
+
 def estimated_seconds(cfg: TrainConfig) -> float:
     """A rough time to train ``cfg`` on 2 CPU cores, from its multiply-adds (CIFAR-sized inputs) and the precision
     it computes in here, evaluation included (about 6% of a run)."""
@@ -318,7 +324,7 @@ def estimated_seconds(cfg: TrainConfig) -> float:
         macs = complexity(cfg.model.name, **cfg.model.options).macs
     except (ResNetLabError, TypeError, ValueError):
         return 0.0
-    rate = TRAIN_MACS_PER_S[resolve_precision(cfg.hardware.precision, cfg.hardware.device)]
+    rate = TRAIN_MACS_PER_S[computes_in(cfg)]
     return 1.06 * cfg.schedule.max_iters * cfg.optim.batch_size * macs / rate
 
 
@@ -339,7 +345,7 @@ def config_hash(cfg: TrainConfig, data_id: str) -> str:
     # What it computes in here: a bf16 run is not reused for an fp32 table, nor back. fp32 (the former default) is
     # left out, so runs hashed before "auto" became the default keep their folders.
     d.pop("precision", None)
-    if (precision := resolve_precision(cfg.hardware.precision, cfg.hardware.device)) != "fp32":
+    if (precision := computes_in(cfg)) != "fp32":
         d["precision"] = precision
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -349,7 +355,7 @@ def precision_twin(cfg: TrainConfig) -> TrainConfig | None:
     it picks fp32, and back). None when the precision is pinned already."""
     if cfg.hardware.precision != "auto":
         return None
-    other = "bf16" if resolve_precision("auto", cfg.hardware.device) == "fp32" else "fp32"
+    other = "bf16" if computes_in(cfg) == "fp32" else "fp32"
     return cfg.updated({"hardware.precision": other})
 
 
@@ -545,10 +551,10 @@ def write_results(ctx: Context, title: str, body_md: str, runs: Sequence[RunReco
         + (f" (BN over {cfg.optim.bn_batch})" if cfg.optim.bn_batch else "")
         + f", lr schedule {cfg.schedule.lr_schedule}"
         + (f" with {cfg.schedule.warmup_iters} warm-up iterations" if cfg.schedule.warmup_iters else "")
-        + f", trained in {_recorded(runs, 'precision', resolve_precision(cfg.hardware.precision, cfg.hardware.device))}"
+        + f", trained in {_recorded(runs, 'precision', computes_in(cfg))}"
         + (f", overrides {' '.join(ctx.overrides)}" if ctx.overrides else ""),
         f"- evaluation: every recorded validation and test error was measured in "
-        f"{_recorded(runs, 'eval_precision', resolve_precision(cfg.eval.precision, cfg.hardware.device))}",
+        f"{_recorded(runs, 'eval_precision', computes_in(cfg, evaluation=True))}",
         f"- machine: {_recorded(runs, 'machine', 'not recorded by the runs')}; this page made on {machine()}",
         *([line] if (line := run_times(runs)) else []),
         f"- finished: {now}",
