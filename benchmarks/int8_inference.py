@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import sys
 import time
 
 import torch
@@ -21,8 +22,10 @@ import torch.nn.functional as F
 
 import resnetlab
 from resnetlab.data import load_dataset, normalize
+from resnetlab.data.datasets import content_digest
 from resnetlab.inference import InferenceModel
 from resnetlab.runtime import machine, tune_allocator
+from resnetlab.train.report import other_data_note
 
 
 def functional_relus(model: torch.nn.Module) -> torch.nn.Module:
@@ -85,7 +88,10 @@ def speed(name: str, size: int, batch: int, rounds: int) -> str:
 def agreement(weights: str, data: str) -> str:
     model = resnetlab.create_model(weights.partition(".")[0], weights=weights).eval()
     arrays = load_dataset(data, progress=False)
-    mean = resnetlab.get_weights(weights).load().mean
+    card = resnetlab.get_weights(weights)
+    if (note := other_data_note(card.meta["dataset"]["digest"], content_digest(arrays))) is not None:
+        print(f"note: {weights}: {note}", file=sys.stderr)  # the errors below are then not the card's
+    mean = card.load().mean
     calib = [normalize(arrays.train_x[i:i + 500], mean) for i in range(0, 1000, 500)]  # the export's batch: 500
     int8 = quantize(model, calib)
     fp32, q, bf16 = [], [], []

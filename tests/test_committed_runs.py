@@ -151,6 +151,8 @@ def test_every_experiment_renders_from_the_committed_runs_without_training(
                 used.add(Path(r["run_dir"]).name)
             md = (out / "results.md").read_text()
             assert "budget: **medium**" in md and "measured in fp32" in md
+            title = "CIFAR-10 JPEG copy" if data == "cifar10-jpeg" else "CIFAR-10 (official"
+            assert f"- data: **{title}" in md  # every result says which data its numbers come from
             if payload["missing"]:
                 assert "Not trained yet" in md
         # every committed run is found under the key computed now: none is stale or orphaned

@@ -109,6 +109,7 @@ def test_card_matches_its_file(name: str) -> None:
     assert e.meta["test_images"] == 10_000 and e.url_name.endswith(f"-{e.sha256[:8]}.safetensors")
     summary = json.loads((REPO / e.meta["run"] / "summary.json").read_text())
     assert summary["weights_sha256"] == e.sha256 and summary["train_error"] == e.meta["train_error"]
+    assert summary.get("final_train_error") == e.meta.get("final_train_error")  # made before the full pass: none
 
 
 def test_the_manifest_puts_the_paper_schedule_first_then_the_medium_run_then_the_rest_as_released() -> None:
@@ -117,9 +118,10 @@ def test_the_manifest_puts_the_paper_schedule_first_then_the_medium_run_then_the
     rows = [{"name": f"{m}.{t}", "model": m} for m, t in (
         ("plain20", "cifar10jpeg_medium"), ("resnet20", "cifar10jpeg_medium_seed1"), ("resnet20", "cifar10jpeg_medium"),
         ("resnet56", "cifar10jpeg_medium"), ("resnet20", "cifar10jpeg_medium_shortcutB"),
-        ("resnet20", "cifar10jpeg_paper"))]
-    assert [r["name"] for r in ordered_rows(rows)] == [
-        "resnet20.cifar10jpeg_paper", "resnet20.cifar10jpeg_medium", "resnet20.cifar10jpeg_medium_seed1",
+        ("resnet20", "cifar10jpeg_paper"), ("resnet20", "cifar10_medium"), ("resnet20", "cifar10_paper"))]
+    assert [r["name"] for r in ordered_rows(rows)] == [  # the official pixels first, then the JPEG copy
+        "resnet20.cifar10_paper", "resnet20.cifar10_medium", "resnet20.cifar10jpeg_paper",
+        "resnet20.cifar10jpeg_medium", "resnet20.cifar10jpeg_medium_seed1",
         "resnet20.cifar10jpeg_medium_shortcutB", "resnet56.cifar10jpeg_medium", "plain20.cifar10jpeg_medium"]
     committed = json.loads(RELEASED_FILE.read_text())["weights"]
     assert ordered_rows(committed) == committed  # what release_runs writes: the first of a model is its DEFAULT

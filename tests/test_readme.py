@@ -112,11 +112,36 @@ def test_the_paper_block_reports_the_newest_checkpoint_and_the_last_evaluation_b
     assert "No paper-length run is committed yet" in tool.paper_block()
     _paper_run(tmp_path, [1000, 2000])
     block = tool.paper_block()
-    assert "**unfinished**, committed at iteration 2,000 of 64,000" in block
+    assert "**unfinished**, trained in an unknown precision, committed at iteration 2,000 of 64,000" in block
     assert "at iteration 2,000 (lr 0.1): test error 21.00%, validation 20.00%" in block
     assert "The paper's final test error: 8.75%" in block
     _paper_run(tmp_path, [3000], name="resnet20-s1-4567cdef")  # another run's checkpoint is not this run's
-    assert "**unfinished**, committed at iteration 2,000 of 64,000" in tool.paper_block()
+    assert "**unfinished**, trained in an unknown precision, committed at iteration 2,000 of 64,000" \
+        in tool.paper_block()
+
+
+def test_the_official_paper_block_names_each_runs_precision_and_its_final_training_pass(tmp_path, monkeypatch) -> None:
+    """All 50k images train, so evaluations carry no validation error; two runs of one net differ by precision."""
+    import json
+
+    tool = _tool()
+    monkeypatch.setattr(tool, "ROOT", tmp_path)
+    monkeypatch.setattr(tool, "OFFICIAL_RUNS", tmp_path / "runs" / "paper")
+    run = _paper_run(tmp_path, [2000])
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    (run / "metrics.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "val_error"}) + "\n"
+                                               for r in rows))
+    torch.save({"precision": "fp32"}, run / "checkpoint-0002000.pt")
+    block = tool.official_paper_block()
+    assert block.startswith(f"`{tool.OFFICIAL_COMMAND}` (the official CIFAR-10, all 50k training images):")
+    assert ("**unfinished**, trained in fp32, committed at iteration 2,000 of 64,000 (its newest checkpoint); its last "
+            "evaluation, at iteration 2,000 (lr 0.1): test error 21.00%. The paper's") in block
+    (run / "summary.json").write_text(json.dumps({
+        "iterations": 64000, "test_error": 8.5, "train_error": 0.61, "final_train_error": 0.21, "precision": "fp32",
+        "seconds": {"train": 16000.0, "eval": 500.0}}))
+    assert ("**finished**, 64,000 iterations, trained in fp32: test error **8.50%** (the paper's: 8.75%), training "
+            "error 0.21% (the final model on every training image; 0.61% over its last augmented batches); 4.6 h") \
+        in tool.official_paper_block()
 
 
 def test_the_paper_block_reports_a_finished_run_and_rejects_one_without_checkpoint_or_summary(
@@ -181,6 +206,9 @@ def test_the_headline_says_not_yet_running_or_the_final_errors_of_each_official_
                                      "committed) | - |")
     (run / "summary.json").write_text(json.dumps({"test_error": 8.514, "train_error": 0.61, "final_train_error": 0.2}))
     assert row("ResNet-20") == "| ResNet-20 | 8.75 | 8.27 | 8.29 | **8.51** | 0.20 |"  # the final model's full pass
+    (run / "summary.json").write_text(json.dumps({"test_error": 8.514, "train_error": 0.61, "final_train_error": 0.2,
+                                                  "precision": "fp32"}))
+    assert row("ResNet-20") == "| ResNet-20 | 8.75 | 8.27 | 8.29 | **8.51** (fp32) | 0.20 |"  # what it trained in
     assert row("ResNet-56").endswith("| not yet | - |")
 
 

@@ -145,9 +145,9 @@ def test_img_per_s_counts_training_time_only_when_eval_interval_is_below_log_int
         now[0] += 1.0
         return step(self, images, labels)
 
-    def timed_eval(self, split):
+    def timed_eval(self, split, precision=None):
         now[0] += 100.0
-        return evaluate(self, split)
+        return evaluate(self, split, precision)
 
     monkeypatch.setattr(engine.Trainer, "train_step", timed_step)
     monkeypatch.setattr(engine.Trainer, "evaluate", timed_eval)
@@ -178,6 +178,21 @@ def test_the_summary_holds_the_final_models_error_on_every_training_image(tmp_pa
     old = RunRecord.from_result(RunSpec("resnet8"), dataclasses.replace(
         result, summary={**result.summary, "final_train_error": None}))
     assert old.judged_train_error == old.train_error  # a run made before the full pass: the running error
+
+
+def test_the_final_training_pass_is_fp32_whatever_the_evaluations_precision(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    evaluate = engine.Trainer.evaluate
+
+    def spy(self, split, precision=None):
+        seen.append((split, precision or self.eval_precision))
+        return evaluate(self, split, precision)
+
+    monkeypatch.setattr(engine.Trainer, "evaluate", spy)
+    fit(tiny_config(max_iters=3, eval_interval=3, log_interval=3, eval_precision="bf16"), tmp_path / "run",
+        data=tiny_bundle(), progress=False)
+    assert seen == [("val", "bf16"), ("test", "bf16"), ("train", "fp32")]
 
 
 # --- finished runs are reused from their record ---------------------------------------------------------------

@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_examples("resnetlab models --family cifar",
                          "resnetlab predict --weights resnet56 photo.jpg",
                          "resnetlab train --model resnet56 --data ../shared/data/cifar10 --out runs/r56",
-                         "resnetlab reproduce table6 --budget medium --data ../shared/data/cifar10-jpeg --no-train",
+                         "resnetlab reproduce degradation --budget paper --data ../shared/data/cifar10 --no-train",
                          "resnetlab COMMAND --help   (each command's options and examples)"))
     parser.add_argument("--version", action="version", version=f"resnetlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "weights", "list the released weights' cards; release finished runs; lay out files to upload",
                  ["resnetlab weights",
-                  "resnetlab weights release runs/cifar10/paper/resnet20-s0-2e84114b --data ../shared/data/cifar10",
+                  "resnetlab weights release runs/cifar10/paper/resnet20-s0-357e063c --data ../shared/data/cifar10",
                   "resnetlab weights publish --out upload/"])
     p.add_argument("action", nargs="?", choices=["list", "release", "publish"], default="list",
                    help="list: the cards as a Markdown table; release RUN_DIR...: (re)make the cards of finished "
@@ -393,7 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "reproduce", "regenerate one of the paper's figures or tables, training the runs it needs",
                  ["resnetlab reproduce degradation --budget quick --data ../shared/data/cifar10   (make demo)",
-                  "resnetlab reproduce table6 --budget medium --data ../shared/data/cifar10-jpeg --no-train",
+                  "resnetlab reproduce degradation --budget paper --data ../shared/data/cifar10 --no-train",
+                  "resnetlab reproduce table6 --budget medium --data ../shared/data/cifar10-jpeg --no-train   "
+                  "(the JPEG copy's runs)",
                   "resnetlab reproduce degradation --budget paper --data ../shared/data/cifar10 --only resnet20"],
                  "experiments:\n" + "\n".join(f"  {k}: {v[1]}" for k, v in EXPERIMENTS.items())
                  + "\nbudgets:\n" + "\n".join(f"  {b}: {BUDGET_HELP[b]}" for b in BUDGETS)

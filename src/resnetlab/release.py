@@ -106,7 +106,8 @@ def make_card(run_dir: Path, data: str, *, tag: str | None = None, command: str 
         "test_images": report["images"],
         "evaluation": {"precision": "fp32", "batch_size": DEFAULT_EVAL_BATCH, "protocol": "center",
                        "command": f"resnetlab eval --checkpoint {name} --data {data}"},
-        "train_error": summary.get("train_error"),
+        "train_error": summary.get("train_error"),  # running: the last log window's augmented batches
+        "final_train_error": summary.get("final_train_error"),  # the final model on every training image, fp32
         "dataset": {"name": data_title(meta.get("data"), int(config.get("val_size", 5000))),
                     "digest": meta.get("data"), "classes": meta["classes"]},
         "recipe": meta.get("recipe"),
@@ -163,12 +164,14 @@ def release_runs(run_dirs: list[Path], data: str, manifest: Path = RELEASED, **c
 def cards_table(names: list[str] | None = None) -> str:
     """The model cards as one Markdown table (`resnetlab weights`, the docs): a row per released file, with the data
     it was trained and scored on. The commands that trained them follow in :func:`cards_commands`."""
-    lines = ["| weights | data | test error (%) | train error (%) | params | multiply-adds | file |",
+    lines = ["| weights | data | test error (%) | training error (%) | params | multiply-adds | file |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for name in names if names is not None else list_weights():
         e = weights_entry(name)
         m = e.meta
-        train = "-" if m.get("train_error") is None else f"{m['train_error']:.2f}"
+        # the final model on every training image; runs made before that pass have the running error only
+        train = (f"{m['final_train_error']:.2f}" if m.get("final_train_error") is not None
+                 else "-" if m.get("train_error") is None else f"{m['train_error']:.2f} (running)")
         known = known_data(m["dataset"].get("digest"))
         data = ("official pixels" if known.official else "JPEG copy") if known else "other"
         lines.append(f"| `{e.name}` | {data} | {m['test_error']:.2f} | {train} | {m['params'] / 1e6:.3f}M | "

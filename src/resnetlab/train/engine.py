@@ -342,11 +342,11 @@ def save_final_weights(trainer: Trainer, path: Path) -> str:
 
 
 def _finish(trainer: Trainer, run_dir: Path, main: bool, cost: dict[str, float], eval_precision: str) -> RunResult:
-    # The final model's error on the images it trained on, un-augmented, each once, in eval_precision: the running
+    # The final model's error on the images it trained on, un-augmented, each once, in fp32: the running
     # train_error averages augmented batches over the last log window while the weights moved (a sample of a few
     # thousand images). Streamed data (ImageNet) skips it: a full pass costs about a tenth of an epoch's training.
     start = _clock()
-    final_train = trainer.evaluate("train").top1_error if trainer.data.scores_training_set else None
+    final_train = trainer.evaluate("train", "fp32").top1_error if trainer.data.scores_training_set else None
     cost["eval"] += _clock() - start
     rows = read_metrics(run_dir / "metrics.jsonl")
     train_rows = [r for r in rows if r["kind"] == "train"]
@@ -358,7 +358,7 @@ def _finish(trainer: Trainer, run_dir: Path, main: bool, cost: dict[str, float],
         "seed": trainer.cfg.run.seed,
         "iterations": trainer.iteration,
         "train_error": train_rows[-1]["train_error"] if train_rows else None,  # running: the last log window's
-        "final_train_error": final_train,  # the final model on every training image, un-augmented
+        "final_train_error": final_train,  # the final model on every training image, un-augmented, in fp32
         "val_error": last_eval.get("val_error"),
         "test_error": last_eval.get("test_error"),
         "params": sum(p.numel() for p in trainer.model.parameters()),

@@ -190,12 +190,12 @@ class Trainer:
         """Images in the "val" or "test" split (0: the split is empty and is not evaluated)."""
         return self.data.split_size(split)
 
-    def evaluate(self, split: str) -> EvalResult:
+    def evaluate(self, split: str, precision: str | None = None) -> EvalResult:
         """The model's error on a split ("val", "test"; or "train": the images it trains on, un-augmented, in-memory
-        data only), in ``eval_precision``, each image once."""
+        data only), in ``precision`` (default: ``eval_precision``), each image once."""
         broadcast_buffers(self.model, self.info)  # every rank scores the model that rank 0 checkpoints
         # The inference path (a BN-folded copy): the same function, about 1.5x faster than the training module.
-        precision = self.eval_precision
+        precision = precision or self.eval_precision
         model = inference_copy(self.model, precision, self.cfg.hardware.channels_last)
         batches = self.data.eval_batches(split, self.cfg.eval.batch_size, rank=self.info.rank,
                                          world_size=self.info.world_size, pin_memory=self.device.type == "cuda")
