@@ -114,7 +114,10 @@ def test_unfinished_committed_runs_are_found_under_their_key_and_continue_from_o
         # the run in the precision "auto" picks goes on if there is one (the two are kept apart under their keys);
         # else an fp32 run resumes (exactly, anywhere) and a bf16 one is left out with one line that names it
         auto = resolve_precision("auto")
-        if auto == precision:
+        twin = ctx(f"precision={'fp32' if precision == 'bf16' else 'bf16'}").run_dir(spec)
+        if (twin / "summary.json").is_file():  # the same net finished in the other precision: that run is found
+            assert ctx().run_dir(spec) == twin != run
+        elif auto == precision:
             assert ctx().run_dir(spec) == run
         elif has_run(there := ctx(f"precision={auto}").run_dir(spec)):
             assert ctx().run_dir(spec) == there != run

@@ -402,6 +402,17 @@ def test_a_run_made_in_the_other_precision_is_found_and_never_resumed_in_a_preci
     assert [(r.seed, r.iterations) for r in ctx().train([cut_fp32])] == [(2, 6)] and steps["n"] == 3
     assert json.loads((fp32_dir / "summary.json").read_text())["precision"] == "fp32"
 
+    # The net unfinished in bf16 then trained to the end in fp32: on a bf16 machine the finished run is found, not
+    # the bf16 one resumed (a finished run is never trained again); pinned, the bf16 run is still there
+    machine(bf16=False)
+    steps.update(n=0)
+    assert [(r.seed, r.iterations) for r in ctx("precision=fp32").train([cut_bf16])] == [(1, 6)] and steps["n"] == 6
+    machine(bf16=True)
+    steps.update(n=0)
+    assert [(r.seed, r.iterations) for r in ctx().train([cut_bf16])] == [(1, 6)] and steps["n"] == 0
+    assert ctx().run_dir(cut_bf16) == ctx("precision=fp32").run_dir(cut_bf16) != bf16_dir
+    assert ctx("precision=bf16").run_dir(cut_bf16) == bf16_dir
+
 
 def test_margins_read_as_mean_plus_minus_std_with_a_plain_sentence() -> None:
     from resnetlab.experiments.degradation import finding_lines

@@ -62,8 +62,9 @@ def test_every_finished_committed_run_is_released_under_the_name_of_its_origin()
     assert sorted(by_run) == [p.relative_to(REPO).as_posix() for p in runs] and len(by_run) == len(RELEASED)
     for run in runs:
         config = json.loads((run / "config.json").read_text())
+        trained_in = json.loads((run / "summary.json").read_text())["precision"]
         tag, command = release.run_origin(config["model"], config["model_kwargs"], config["seed"], run.parent.name,
-                                          run.parent.parent.name, config["val_size"])
+                                          run.parent.parent.name, config["val_size"], trained_in)
         entry = weights_entry(by_run[run.relative_to(REPO).as_posix()])
         assert (entry.name, entry.meta["command"], entry.meta["seed"]) == (f"{config['model']}.{tag}", command,
                                                                            config["seed"])
@@ -89,6 +90,11 @@ def test_origin_names_the_data_seeds_and_shortcut_options() -> None:
     assert run_origin("resnet56", {}, 0, "paper", "cifar10", 0) == (
         "cifar10_paper", "resnetlab reproduce degradation --budget paper --data ../shared/data/cifar10 --only resnet56")
     assert run_origin("plain20", {}, 0, "medium", "cifar10", 5000)[0] == "cifar10_medium"
+    # trained in fp32: the command pins it, so a CPU with bf16 units finds this run rather than its bf16 twin
+    assert run_origin("resnet20", {}, 0, "paper", "cifar10", 0, "fp32") == (
+        "cifar10_paper", "resnetlab reproduce degradation --budget paper --data ../shared/data/cifar10 --only resnet20 "
+        "--set precision=fp32")
+    assert run_origin("resnet20", {}, 0, "paper", "cifar10", 0, "bf16")[1].endswith("--only resnet20")
 
 
 @pytest.mark.parametrize("name", RELEASED)

@@ -40,7 +40,9 @@ PAPER_COMMAND = ("resnetlab reproduce degradation --budget paper --data ../share
                  "--set val_size=5000")
 OFFICIAL_RUNS = ROOT / "runs" / "cifar10" / "paper"  # the paper's recipe on the official pixels
 HEADLINE_NETS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "plain20", "plain56")
-OFFICIAL_COMMAND = "resnetlab reproduce degradation --budget paper --data ../shared/data/cifar10 --only NET"
+# fp32: the first official run to finish trained in it, and the nets of one table compare in one arithmetic
+OFFICIAL_COMMAND = ("resnetlab reproduce degradation --budget paper --data ../shared/data/cifar10 --only NET "
+                    "--set precision=fp32")
 
 # (experiment, title, figure file or None, whether its verdict lines follow its table); the order of the README's
 # medium section. Fig. 6's verdicts are the findings block at the top.

@@ -41,18 +41,20 @@ def _repo_relative(path: Path) -> str:
 
 
 def run_origin(model: str, kwargs: dict[str, Any], seed: int, budget: str = "medium", data: str = "cifar10",
-               val_size: int | None = None) -> tuple[str, str]:
+               val_size: int | None = None, precision: str | None = None) -> tuple[str, str]:
     """The name's tag and the command that trained a committed run of ``runs/<data>/<budget>/``.
 
     The tag starts with the data's name (``cifar10`` for the official pixels, ``cifar10jpeg`` for the JPEG copy) and
     the budget. Seed 0 of option A is Fig. 6's run (the default weights of a model with no paper-length run,
     DEFAULT_PREFERENCE); other seeds come from Table 6, other shortcut options from the shortcut comparison. A run
-    whose validation split is not its budget's (``val_size``) names it with ``--set``."""
+    whose validation split is not its budget's (``val_size``) names it with ``--set``, and so does a run trained in
+    fp32 (``precision``): where the CPU has bf16 units, "auto" picks bf16, which is another run."""
     shortcut = kwargs.get("shortcut", "A")
     tag = (f"{data.replace('-', '')}_{budget}" + (f"_shortcut{shortcut}" if shortcut != "A" else "")
            + (f"_seed{seed}" if seed else ""))
     flags = f"--budget {budget} --data ../shared/data/{data}"
     split = f" --set val_size={val_size}" if val_size is not None and val_size != _budget_val_size(budget) else ""
+    split += " --set precision=fp32" if precision == "fp32" else ""
     if shortcut != "A":
         seeds = f" --seeds {seed + 1}" if seed else ""
         return tag, f"resnetlab reproduce shortcuts {flags} --model {model}{seeds}{split}"
@@ -98,7 +100,7 @@ def make_card(run_dir: Path, data: str, *, tag: str | None = None, command: str 
     cost = complexity(meta["model"], **kwargs)
     budget, data_folder = run_dir.resolve().parent.name, run_dir.resolve().parent.parent.name  # runs/<data>/<budget>/
     origin_tag, origin_command = run_origin(meta["model"], kwargs, int(meta.get("seed") or 0), budget, data_folder,
-                                            int(config.get("val_size", 5000)))
+                                            int(config.get("val_size", 5000)), summary.get("precision"))
     name = f"{meta['model']}.{tag or origin_tag}"
     card: dict[str, Any] = {
         "test_error": round(report["top1_error"], 2),

@@ -127,16 +127,19 @@ class Context:
 
     def placed(self, spec: RunSpec) -> tuple[TrainConfig, Path]:
         """The config ``spec`` trains with and its run folder: the key of its config as this machine resolves it,
-        unless that folder holds no run while the same config in the other training precision has one that is
-        finished, or unfinished in fp32 (which resumes exactly anywhere). precision="auto" means bf16 only where
-        the hardware has it, so a run made on other hardware is found rather than trained again."""
+        unless that folder holds no finished run while the same config in the other training precision has one (a
+        finished run is never trained again), or holds no run at all while the other has one unfinished in fp32
+        (which resumes exactly anywhere). precision="auto" means bf16 only where the hardware has it, so a run made
+        on other hardware is found rather than trained again."""
         cfg = self.config(spec)
         here = self._key_dir(spec, cfg)
         twin = precision_twin(cfg)
-        if twin is None or has_run(here):
+        if twin is None or finished_run(here, cfg) is not None:
             return cfg, here
         there = self._key_dir(spec, twin)
-        if finished_run(there, twin) is not None or (twin.hardware.precision == "fp32" and has_run(there)):
+        if finished_run(there, twin) is not None:
+            return twin, there
+        if not has_run(here) and twin.hardware.precision == "fp32" and has_run(there):
             return twin, there
         return cfg, here
 
