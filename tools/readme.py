@@ -175,9 +175,9 @@ def _markdown(table: dict) -> list[str]:
 
 
 def cards_block() -> str:
-    from resnetlab.release import cards_commands, cards_table  # the installed package (an editable install of src)
+    from resnetlab.release import CARDS_NOTE, cards_commands, cards_table  # the installed package (editable)
 
-    return cards_table().rstrip() + "\n\nTrained by:\n\n" + cards_commands()
+    return cards_table().rstrip() + f"\n\n{CARDS_NOTE}\n\nTrained by:\n\n" + cards_commands()
 
 
 def _tracked(folder: Path) -> list[Path]:

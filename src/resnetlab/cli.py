@@ -71,6 +71,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
               "weights.hub.DEFAULT_BASE_URL")
         return 0
     print(release.cards_table())
+    print(f"\n{release.CARDS_NOTE}")
     print("\ntrained by:")
     print(release.cards_commands())
     return 0

@@ -23,8 +23,8 @@ from .train.report import DEFAULT_EVAL_BATCH, evaluate_checkpoint
 from .weights import RELEASED, WeightsEntry, list_weights, load_weights, weights_entry
 from .weights.hub import REPO_ROOT
 
-__all__ = ["DEFAULT_PREFERENCE", "DEFAULT_TAG", "cards_commands", "cards_table", "make_card", "ordered_rows", "publish",
-           "release_runs", "run_origin"]
+__all__ = ["CARDS_NOTE", "DEFAULT_PREFERENCE", "DEFAULT_TAG", "cards_commands", "cards_table", "make_card",
+           "ordered_rows", "publish", "release_runs", "run_origin"]
 
 DEFAULT_TAG = "cifar10_medium"
 # pretrained=True (a model's "DEFAULT") loads the first of these a model has: the official pixels before the JPEG copy,
@@ -109,7 +109,6 @@ def make_card(run_dir: Path, data: str, *, tag: str | None = None, command: str 
         "evaluation": {"precision": "fp32", "batch_size": DEFAULT_EVAL_BATCH, "protocol": "center",
                        "command": f"resnetlab eval --checkpoint {name} --data {data}"},
         "train_error": summary.get("train_error"),  # running: the last log window's augmented batches
-        "final_train_error": summary.get("final_train_error"),  # the final model on every training image, fp32
         "dataset": {"name": data_title(meta.get("data"), int(config.get("val_size", 5000))),
                     "digest": meta.get("data"), "classes": meta["classes"]},
         "recipe": meta.get("recipe"),
@@ -128,6 +127,8 @@ def make_card(run_dir: Path, data: str, *, tag: str | None = None, command: str 
         "command": command or origin_command,
         "run": _repo_relative(run_dir),
     }
+    if summary.get("final_train_error") is not None:  # the final model on every training image, fp32 (newer runs)
+        card["final_train_error"] = summary["final_train_error"]
     return WeightsEntry(name, meta["model"], kwargs, _repo_relative(path), wf.sha256, path.stat().st_size, card)
 
 
@@ -163,6 +164,10 @@ def release_runs(run_dirs: list[Path], data: str, manifest: Path = RELEASED, **c
     return made
 
 
+CARDS_NOTE = ("Training error: the final model on every training image (un-augmented, fp32) where its run made that "
+              "pass; cards made before it give the running error over the run's last augmented batches.")
+
+
 def cards_table(names: list[str] | None = None) -> str:
     """The model cards as one Markdown table (`resnetlab weights`, the docs): a row per released file, with the data
     it was trained and scored on. The commands that trained them follow in :func:`cards_commands`."""
@@ -171,9 +176,8 @@ def cards_table(names: list[str] | None = None) -> str:
     for name in names if names is not None else list_weights():
         e = weights_entry(name)
         m = e.meta
-        # the final model on every training image; runs made before that pass have the running error only
-        train = (f"{m['final_train_error']:.2f}" if m.get("final_train_error") is not None
-                 else "-" if m.get("train_error") is None else f"{m['train_error']:.2f} (running)")
+        train = (f"{m['final_train_error']:.2f}" if m.get("final_train_error") is not None  # CARDS_NOTE
+                 else "-" if m.get("train_error") is None else f"{m['train_error']:.2f}")
         known = known_data(m["dataset"].get("digest"))
         data = ("official pixels" if known.official else "JPEG copy") if known else "other"
         lines.append(f"| `{e.name}` | {data} | {m['test_error']:.2f} | {train} | {m['params'] / 1e6:.3f}M | "
