@@ -168,17 +168,26 @@ def test_the_finished_paper_block_reads_the_first_step_the_medium_seeds_and_the_
         " Its test error fell from 18.50% at iteration 32,000 (the first lr step) to 13.00% at 33,000, then stayed "
         "between 12.25% and 13.50% over the 3 evaluations after.")
     assert tool._after_first_step(rows[:3], [32000]) == ""  # one evaluation after the step says nothing yet
-    monkeypatch.setattr(tool, "RESULTS", tmp_path)
-    assert tool._medium_comparison("resnet20", 12.0) == ""  # no Table 6 results: no comparison
+    assert tool._medium_comparison(tmp_path, "resnet20", 12.0) == ""  # no Table 6 results: no comparison
     (tmp_path / "table6-medium").mkdir()
     (tmp_path / "table6-medium" / "results.json").write_text(json.dumps({"table": [
         {"model": "resnet20", "seeds": 2, "mean": 16.25}, {"model": "resnet56", "seeds": 1, "mean": 9.0}]}))
     assert "ends at 16.25% mean test error over 2 seeds: the full schedule is 4.25 points better" in \
-        tool._medium_comparison("resnet20", 12.0)
-    # the committed paper-length run is released, and it is resnet20's default weights
-    assert tool._released_as("runs/cifar10-jpeg/paper/resnet20-s0-ae0dd32e") == (
-        " Released as `resnet20.cifar10jpeg_paper` (what `pretrained=True` loads for resnet20).")
-    assert tool._released_as("runs/cifar10-jpeg/paper/resnet20-s9-00000000") == ""
+        tool._medium_comparison(tmp_path, "resnet20", 12.0)
+    # a run is compared only with the medium budget of its own data: the official runs have none (the JPEG copy's
+    # Table 6 is committed, and must not be read for them)
+    assert (tool.RESULTS / "table6-medium" / "results.json").is_file()
+    assert "medium budget" not in tool.official_paper_block()
+    # the committed paper-length runs are released; the official one is resnet20's default weights, and its card's
+    # own measurement (from the released file) is given where it differs from the run's last evaluation
+    assert tool._released_as("runs/cifar10-jpeg/paper/resnet20-s0-ae0dd32e", 12.84) == (
+        " Released as `resnet20.cifar10jpeg_paper`.")
+    assert tool._released_as("runs/cifar10/paper/resnet20-s0-357e063c", 8.28) == (
+        " Released as `resnet20.cifar10_paper` (what `pretrained=True` loads for resnet20).")
+    assert tool._released_as("runs/cifar10/paper/resnet20-s0-357e063c", 8.29).endswith(
+        "Scored again from the released file, it gives 8.28%: the file keeps its weights in float16 and is scored "
+        "with batch norm folded into the convolutions, roundings that move a borderline image or two.")
+    assert tool._released_as("runs/cifar10-jpeg/paper/resnet20-s9-00000000", 9.0) == ""
 
 
 def test_the_headline_says_not_yet_running_or_the_final_errors_of_each_official_run(tmp_path, monkeypatch) -> None:
