@@ -122,6 +122,14 @@ def test_eval_takes_a_run_folder(capsys: pytest.CaptureFixture[str], tmp_path: P
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(tmp_path / "run"), *common]) == 0
     assert "resnet8 at iteration 4 on 32 test images" in capsys.readouterr().out
+    # from Python, precision="auto" is made concrete once (it reached the autocast unresolved and raised KeyError)
+    from resnetlab.train.report import evaluate_checkpoint
+
+    fp32 = evaluate_checkpoint(tmp_path / "run", str(data), tmp_path / "e1", cache_dir=str(tmp_path / "c"),
+                               progress=False)
+    auto = evaluate_checkpoint(tmp_path / "run", str(data), tmp_path / "e2", cache_dir=str(tmp_path / "c"),
+                               precision="auto", device="cpu", progress=False)
+    assert auto["images"] == fp32["images"] == 32
 
 
 def test_onnx_without_the_export_extra_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -73,8 +73,9 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
     if spec is None:
         raise ResNetLabError(f"{path} holds weights without a run's config: give the data to evaluate on with --data")
     dev = select_device(device)
+    precision = resolve_precision(precision, dev)  # "auto" made concrete once: the copy and the autocast share it
     # The inference path: BN folded into the convs, channels_last, and autocast at ``precision``.
-    model = inference_copy(loaded.model, resolve_precision(precision, dev), device=dev)
+    model = inference_copy(loaded.model, precision, device=dev)
     mean, std = loaded.mean, loaded.std
     per_image = {"center": 1, "10crop": 10, "multiscale": len(loaded.view.scale_sides)}[protocol]
     common = {"device": dev, "precision": precision, "chunk": batch_size, "progress": progress}
