@@ -38,11 +38,19 @@ def test_version_and_help_give_purpose_defaults_and_examples(capsys: pytest.Capt
         assert "examples:\n  resnetlab " in text, name
         undocumented = [a.dest for a in parser._actions if not a.help and a.dest != "help"]
         assert undocumented == [], (name, undocumented)
+        # each option's default said once, and never as a bare None or an empty list
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            shown = formatter._expand_help(action) if action.help else ""
+            said = shown.count("default")
+            assert said <= 1 or "(default:" not in shown.split("default", 1)[1], (name, action.dest, shown)
+            assert "(default: None)" not in shown and "(default: [])" not in shown, (name, action.dest, shown)
     train = _subcommands()["train"].format_help()
     assert all(recipe in train for recipe in RECIPES) and "(default: cifar10_paper)" in train
     assert "resnetlab train --keys" in train
     reproduce = _subcommands()["reproduce"].format_help()
     assert "(default: quick)" in reproduce and "(default: cifar10)" in reproduce
+    assert "~/.cache/resnetlab" in reproduce  # the real cache folder, not "None"
     assert "RUNS_DIR/<data>/<budget>/" in " ".join(reproduce.split())
     assert set(RECIPE_NOTES) == set(RECIPES)
 

@@ -238,7 +238,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Help that shows every default and keeps the examples' line breaks."""
+    """Help that shows every default once and keeps the examples' line breaks: an option whose help already says its
+    default, a required one, a flag, or one whose default is None or empty (its help says what happens without it)
+    gets no "(default: ...)" from argparse."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if ("default" in text or action.required or action.default in (None, [], argparse.SUPPRESS)
+                or action.nargs == 0):
+            return text
+        return super()._get_help_string(action)
 
 
 def _examples(*lines: str) -> str:
@@ -335,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="config override, e.g. --set lr=0.05 --set precision=fp32 --set model.shortcut=B (the keys: "
                         "resnetlab train --keys)")
     p.add_argument("--keys", action="store_true", help="print every config key with its default and meaning, and exit")
-    p.add_argument("--cache-dir", dest="cache_dir", help="where downloads and decoded data are cached")
+    p.add_argument("--cache-dir", dest="cache_dir", help=CACHE_HELP)
     p.add_argument("--skip-bad", dest="skip_bad", action="store_true",
                    help="train without unreadable images (each listed, with the count) instead of stopping")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -359,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="of the inference path; fp32 by default: bf16 changed 0.76%% of a short-schedule ResNet-56's "
                         "test predictions")
-    p.add_argument("--cache-dir", dest="cache_dir", help="where downloads and decoded data are cached")
+    p.add_argument("--cache-dir", dest="cache_dir", help=CACHE_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
 
@@ -389,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "file of akamaster/pytorch_resnet_cifar10")
     p.add_argument("input", metavar="IN", help="the checkpoint to convert")
     p.add_argument("output", metavar="OUT", help="the resnetlab weights file to write")
-    p.add_argument("--classes", help="text file of class names, one a line, stored in OUT")
+    p.add_argument("--classes", help="text file of class names, one a line, stored in OUT (default: CIFAR-10's "
+                   "names for a 10-class CIFAR net, else none stored)")
     p.set_defaults(func=cmd_convert)
 
     p = _command(sub, "reproduce", "regenerate one of the paper's figures or tables, training the runs it needs",
@@ -410,8 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default=None,
                    help="where the training runs live (default: ./runs, else the committed runs of the clone "
                         "resnetlab is installed from)")
-    p.add_argument("--cache-dir", dest="cache_dir", help="where downloads and decoded data are cached")
-    p.add_argument("--include", help="extra nets, e.g. plain110,resnet1202")
+    p.add_argument("--cache-dir", dest="cache_dir", help=CACHE_HELP)
+    p.add_argument("--include", help="extra nets, e.g. plain110,resnet1202 (default: none beyond the experiment's)")
     p.add_argument("--seeds", type=int, help="seeds per net (table6, shortcuts; default: the budget's)")
     p.add_argument("--model", help="the net to compare shortcut options on (shortcuts; default resnet20)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -425,12 +435,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+CACHE_HELP = ("where downloads and decoded data are cached (default: $RESNETLAB_CACHE, else "
+              "$XDG_CACHE_HOME/resnetlab, else ~/.cache/resnetlab)")
 BUDGET_HELP = {
     "smoke": "a handful of iterations per net (the tests)",
-    "quick": "2,400 iterations per net: the demo's four nets in under 30 minutes on 2 CPU cores",
+    "quick": "2,400 iterations per net: the demo's four nets in 30 min (bf16 units) to 65 min (fp32) on 2 CPU cores",
     "medium": "6,400 iterations per net (a tenth of the paper's schedule): hours on 2 CPU cores",
-    "paper": "the paper's full schedule, 64,000 iterations on all 50k images: about 2 h (ResNet-20) to 5 h "
-             "(ResNet-56) per net on 2 CPU cores",
+    "paper": "the paper's full schedule, 64,000 iterations on all 50k images: per net on 2 CPU cores about 2 h "
+             "(ResNet-20) to 5 h (ResNet-56) with bf16 units, 4.5 h to 12 h in fp32",
 }
 
 

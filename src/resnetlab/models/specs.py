@@ -138,7 +138,8 @@ def paper_numbers(model: str, shortcut: str | None = None) -> PaperNumbers | Non
 # removing shortcut projections by hand. Where each comes from, as ``resnetlab models`` names it:
 REFERENCE_SOURCES: dict[str, str] = {
     "torchvision": "torchvision's ImageNet ResNets (option B; its stride placement moves no parameter)",
-    "CIFAR reference": "the best-known CIFAR reimplementation's ResNets (option A)",
+    "CIFAR reference": "the ResNets of akamaster/pytorch_resnet_cifar10, the best-known CIFAR reimplementation "
+                       "(option A; `resnetlab convert --from cifar-reference` reads its weights)",
     "torchvision - proj.": "torchvision's count less its 3 projection shortcuts (173,824 parameters): option A adds "
                            "none, so option-A ResNet-18/34 and plain-18/34 have this count (Sec. 3.3, Sec. 4.1)",
     "CIFAR reference (= ResNet)": "the CIFAR reference's ResNet of the same depth: option A adds no parameters, so "
