@@ -218,3 +218,18 @@ def test_reproduce_from_another_folder_finds_the_clones_committed_runs(
     assert out.count("finished, reused") == 10 and str(REPO / "runs") in out
     result = json.loads((tmp_path / "results" / "cifar10-jpeg" / "table6-medium" / "results.json").read_text())
     assert len(result["runs"]) == 10 and result["missing"] == [] and result["data_name"] == "cifar10-jpeg"
+
+
+def test_user_facing_text_has_no_project_internal_references() -> None:
+    """The README, the docs, the results pages and every command's help speak to users: no commit hashes, issue
+    numbers or work-plan words ("campaign", "the targets", "the findings issue", "that commit")."""
+    import re
+
+    internal = re.compile(r"\bcommits? [0-9a-f]{7,40}\b|\bissues? #?\d+|that commit|campaign|findings issue|"
+                          r"the speed issue|the targets\b", re.I)
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "results").rglob("*.md"))]
+    texts = {p.relative_to(REPO).as_posix(): p.read_text() for p in pages}
+    texts.update({f"resnetlab {name} --help": parser.format_help() for name, parser in _subcommands().items()})
+    hits = [(where, m.group(0)) for where, text in texts.items() for m in internal.finditer(text)]
+    assert hits == []
+    assert len(pages) > 20  # the pages were found

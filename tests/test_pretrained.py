@@ -309,6 +309,10 @@ def test_init_refuses_another_backbone_even_when_the_tensors_fit(tmp_path: Path,
                  str(tmp_path / "r"), "--set", "val_size=2", "--set", "batch_size=4", "--no-progress"]) == 1
     assert "--init nope.safetensors: no such file and no released weights" in capsys.readouterr().err
     assert not (tmp_path / "r" / "config.json").exists()  # refused before the run is started
+    assert main(["train", "--model", "resnet56", "--init", "resnt56", "--data", str(tmp_path), "--out",
+                 str(tmp_path / "r"), "--set", "val_size=2", "--set", "batch_size=4", "--no-progress"]) == 1
+    assert "--init resnt56: no such file and no released weights of that name; did you mean resnet56" in \
+        capsys.readouterr().err  # a mistyped name gets the resolver's suggestions
 
 
 def test_a_resumed_fine_tuning_run_does_not_read_its_init_again(tmp_path: Path) -> None:

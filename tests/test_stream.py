@@ -86,6 +86,13 @@ def test_bad_layouts_are_clear_errors(tmp_path: Path) -> None:
         scan_stream_folder(root)
 
 
+def test_a_batch_larger_than_the_training_set_names_the_key_to_change(tree: Path) -> None:
+    n = len(scan_stream_folder(tree).splits["train"])
+    with pytest.raises(DataError, match=rf"{n} training images make no full batch of {n + 1}: lower the batch size "
+                                        rf"to at most {n} \(--set batch_size=N"):
+        _loader(tree, batch_size=n + 1)
+
+
 # --- determinism, resume, ranks -------------------------------------------------------------------------------------
 def test_batches_depend_on_seed_epoch_position_only_never_the_global_rng(tree: Path) -> None:
     torch.manual_seed(1)

@@ -319,7 +319,9 @@ class StreamLoader:
         if batch_size <= 0 or batch_size % world_size:
             raise DataError(f"batch size {batch_size} must be positive and divisible by the world size {world_size}")
         if len(files) < batch_size:
-            raise DataError(f"{len(files)} training images make no full batch of {batch_size}; use a smaller batch")
+            raise DataError(f"{len(files)} training images make no full batch of {batch_size}: lower the batch size to "
+                            f"at most {len(files)} (--set batch_size=N; with several processes it is split between "
+                            "them)")
         self.dataset = _TrainSet(root, files, aug, seed, skip_bad)
         self.n, self.batch_size, self.seed = len(files), batch_size, seed
         self.rank, self.world_size, self.workers, self.pin_memory = rank, world_size, workers, pin_memory

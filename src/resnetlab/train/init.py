@@ -25,11 +25,12 @@ def read_init(source: str) -> TrainedWeights:
     state dict), read and verified; ``.name`` and ``.model_kwargs`` say what they were trained as, where recorded."""
     try:
         src = resolve(source)
-    except ResNetLabError:
+    except ResNetLabError as exc:
         if Path(source).exists():  # a run folder without weights: its own message
             raise
-        raise ResNetLabError(f"--init {source}: no such file and no released weights of that name (`resnetlab "
-                             "weights` lists them)") from None
+        at = str(exc).find("did you mean")  # the resolver's suggestions, when it has any
+        hint = str(exc)[at:] if at >= 0 else "`resnetlab weights` lists them"
+        raise ResNetLabError(f"--init {source}: no such file and no released weights of that name; {hint}") from None
     return read(src)
 
 
