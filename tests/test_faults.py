@@ -35,7 +35,6 @@ from resnetlab.models import resnet as resnet_mod
 from resnetlab.train import CheckpointError, evaluate, fit, load_checkpoint, read_metrics, save_checkpoint
 from resnetlab.train import checkpoint as ckpt_mod
 from resnetlab.train import engine as engine_mod
-from resnetlab.train import metrics as metrics_mod
 from resnetlab.train import trainer as trainer_mod
 from resnetlab.train.checkpoint import list_checkpoints
 from train_utils import free_port, synthetic_arrays, tiny_bundle, tiny_config, write_image_folder
@@ -312,29 +311,16 @@ def test_disk_full_while_logging_metrics_is_one_clear_error_and_resumes(
         capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
 
-    class FullFile:
-        def __init__(self, f) -> None:
-            self.f = f
+    real_append = io_mod.append_line
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc) -> None:
-            self.f.close()
-
-        def write(self, text: str) -> int:
-            self.f.write(text[:7])  # a torn line, then no space
+    def append_line(path: Path, line: str) -> None:  # the disk fills once the log holds rows past iteration 6
+        if path.name == "metrics.jsonl" and any(r["iter"] >= 6 for r in read_metrics(path)):
+            with open(path, "a") as f:
+                f.write(line[:7])  # a torn line, then no space
             raise _no_space()
+        real_append(path, line)
 
-        def __getattr__(self, name: str):
-            return getattr(self.f, name)
-
-    def open_(path, mode="r", *args, **kwargs):
-        rows = read_metrics(Path(path)) if Path(path).exists() else []
-        f = open(path, mode, *args, **kwargs)  # noqa: SIM115 - returned to the caller's with-block
-        return FullFile(f) if "a" in mode and any(r["iter"] >= 6 for r in rows) else f
-
-    monkeypatch.setattr(metrics_mod, "open", open_, raising=False)
+    monkeypatch.setattr(io_mod, "append_line", append_line)  # every log line is appended through the io module
     data = write_image_folder(tmp_path / "data")
     args = ["train", "--model", "resnet8", "--data", str(data), "--cache-dir", str(tmp_path / "c"), "--out", str(run),
             "--no-progress", "--set", "batch_size=16", "--set", "max_iters=12", "--set", "eval_interval=4",
@@ -838,3 +824,21 @@ def test_cli_exit_codes_and_resume_never_starts_fresh(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         assert main(["train", "--resume", str(empty), "--no-progress"]) == 1
     assert not list(empty.iterdir())  # no config, no lock, no checkpoint: nothing was started
+
+
+def test_a_failed_export_leaves_the_older_file_and_no_temporary(tmp_path: Path) -> None:
+    from torch import nn
+
+    from resnetlab.export import export_model
+
+    class Broken(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("the exporter failed")
+
+    out = tmp_path / "model.pt2"
+    out.write_bytes(b"the older export")
+    with pytest.raises(RuntimeError, match="the exporter failed"):
+        export_model(Broken(), "pt2", out, 8)
+    assert out.read_bytes() == b"the older export" and sorted(p.name for p in tmp_path.iterdir()) == ["model.pt2"]
+    export_model(nn.Flatten(), "pt2", out, 8)  # a good export replaces it, and leaves nothing beside it
+    assert out.read_bytes() != b"the older export" and sorted(p.name for p in tmp_path.iterdir()) == ["model.pt2"]

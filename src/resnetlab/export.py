@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from . import io
 from .errors import ResNetLabError
 
 Format = Literal["onnx", "pt2"]
@@ -26,13 +25,6 @@ def export_program(model: nn.Module, input_size: int, in_chans: int = 3) -> torc
     return torch.export.export(model, (example,), dynamic_shapes=(_batch_dim(),))
 
 
-def _atomic_target(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.tmp-", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def export_model(model: nn.Module, fmt: Format, out: str | Path, input_size: int, in_chans: int = 3) -> Path:
     """Write ``model`` to ``out`` as ONNX (input "images" [N,C,H,W], output "logits") or a ``.pt2`` program.
 
@@ -46,8 +38,7 @@ def export_model(model: nn.Module, fmt: Format, out: str | Path, input_size: int
         if missing:
             raise ResNetLabError(f"ONNX export needs {' and '.join(missing)}: pip install 'resnetlab[export]' (or "
                                  "export a torch.export program with --format pt2)")
-    tmp = _atomic_target(out)
-    try:
+    with io.atomic_path(out) as tmp:
         if fmt == "pt2":
             torch.export.save(export_program(model, input_size, in_chans), str(tmp))
         elif fmt == "onnx":
@@ -58,9 +49,6 @@ def export_model(model: nn.Module, fmt: Format, out: str | Path, input_size: int
                               verbose=False)
         else:
             raise ResNetLabError(f"unknown export format {fmt!r}; choose onnx or pt2")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

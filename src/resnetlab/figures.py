@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_write
+from . import io
 
 DPI = 120  # every figure's resolution: the tests measure figures in these pixels
 
@@ -15,6 +15,6 @@ def save_figure(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
+    io.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
     plt.close(fig)
     return path

@@ -9,12 +9,12 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["DownloadError", "atomic_write", "checksum_path", "download", "fsync_dir", "read_checksum", "sha256_hex",
-           "write_checksum"]
+__all__ = ["DownloadError", "append_line", "atomic_path", "atomic_write", "checksum_path", "download", "fsync_dir",
+           "read_checksum", "sha256_hex", "write_checksum"]
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: the process's umask, restored at once
@@ -41,6 +41,35 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             os.unlink(tmp_name)
         raise
     fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """For writers that take a file name rather than a file (the ONNX and ``torch.export`` savers): a temporary path
+    in ``path``'s folder, renamed onto ``path`` when the block ends without error and removed when it raises, so
+    ``path`` is either the old file or the complete new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to a log (``metrics.jsonl``), flushed to disk before returning. A crash or a full disk can
+    leave at most a torn last line, which the log's reader drops."""
+    with open(path, "a") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def fsync_dir(path: Path) -> None:

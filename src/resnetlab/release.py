@@ -8,15 +8,14 @@ out as they are uploaded to the release server (``weights.hub.DEFAULT_BASE_URL``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import io
 from .data.known import known_data
 from .errors import ResNetLabError
-from .io import atomic_write
 from .models import list_models
 from .models.complexity import complexity
 from .train.report import DEFAULT_EVAL_BATCH, evaluate_checkpoint
@@ -160,7 +159,7 @@ def release_runs(run_dirs: list[Path], data: str, manifest: Path = RELEASED, **c
                                  f"{entry.meta['run']}: release this run under another name (--tag TAG)")
         rows[entry.name] = _row(entry)
     text = json.dumps({"weights": ordered_rows(list(rows.values()))}, indent=1) + "\n"
-    atomic_write(manifest, lambda f: f.write(text.encode()))
+    io.atomic_write(manifest, lambda f: f.write(text.encode()))
     return made
 
 
@@ -204,12 +203,12 @@ def publish(out_dir: Path) -> list[Path]:
         if not src.is_file():
             raise ResNetLabError(f"{src} is missing: publish from a clone that holds the committed runs")
         data = src.read_bytes()  # hashed and written from the same read
-        digest = hashlib.sha256(data).hexdigest()
+        digest = io.sha256_hex(data)
         if digest != e.sha256:
             raise ResNetLabError(f"{src} does not match its card (SHA-256 {digest[:16]}..., card {e.sha256[:16]}...)")
         dst = out_dir / e.url_name
-        atomic_write(dst, lambda f, data=data: f.write(data))
+        io.atomic_write(dst, lambda f, data=data: f.write(data))
         written.append(dst)
         sums.append(f"{e.sha256}  {e.url_name}")
-    atomic_write(out_dir / "SHA256SUMS", lambda f: f.write(("\n".join(sums) + "\n").encode()))
+    io.atomic_write(out_dir / "SHA256SUMS", lambda f: f.write(("\n".join(sums) + "\n").encode()))
     return written

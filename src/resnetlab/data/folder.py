@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import multiprocessing as mp
 import os
@@ -24,6 +23,7 @@ import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from ..io import atomic_write
+from .. import io
 from .arrays import SplitArrays
 from .cache import resolve_cache_dir, tensor_digest
 from .errors import DATA_HINT, DataError, DataWarning
@@ -85,7 +85,7 @@ def _read_cache(path: Path, key: str) -> dict[str, Any] | None:
 def _write_cache(path: Path, payload: dict[str, Any]) -> None:
     payload = {**payload, "sha256": _payload_digest(payload)}
     try:
-        atomic_write(path, lambda f: torch.save(payload, f))
+        io.atomic_write(path, lambda f: torch.save(payload, f))
     except (OSError, RuntimeError) as e:
         warnings.warn(
             f"cannot write image cache {path} ({e}); continuing without a cache (pass --cache-dir a writable "
@@ -243,7 +243,7 @@ def _decode_image(path: str, size: int | None) -> np.ndarray:
         data = f.read()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "palette images with transparency": harmless for RGB output
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(BytesIO(data)) as im:
             im.load()
             rgb = im if im.mode == "RGB" else im.convert("RGB")
             if size is not None:

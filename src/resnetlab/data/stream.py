@@ -33,7 +33,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from ..io import atomic_write
+from .. import io
 from .cache import resolve_cache_dir
 from .datasets import split_train_val
 from .errors import DataError, DataWarning
@@ -441,7 +441,7 @@ def image_statistics(root: str | Path, files: FileList, crop: int, n: int = 10_0
     channel_std = (sq / (count * crop * crop) - channel_mean.square()).clamp(min=0).sqrt()
     out = {"mean_image": mean_image.float(), "channel_mean": channel_mean.float(), "channel_std": channel_std.float()}
     try:
-        atomic_write(path, lambda f: torch.save({"format": _STATS_FORMAT, "key": key, "count": count, **out}, f))
+        io.atomic_write(path, lambda f: torch.save({"format": _STATS_FORMAT, "key": key, "count": count, **out}, f))
     except OSError as e:  # a read-only cache costs a recomputation next time, nothing else
         warnings.warn(f"cannot cache the mean image at {path}: {e}", DataWarning, stacklevel=2)
     return out

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .. import io
 from ..errors import ResNetLabError
 from ..figures import save_figure
-from ..io import atomic_write
 from ..models import specs
 from ..train.metrics import read_metrics, series
 from .runner import Budget, Context, RunRecord, RunSpec, fmt, write_results
@@ -115,7 +115,7 @@ def ten_crop(ctx: ImageNetContext, spec: RunSpec, record: RunRecord) -> dict[str
                         device=placement.device, precision=placement.eval_precision, chunk=cfg.eval.batch_size,
                         progress=ctx.progress)
     out = {"checkpoint": checkpoint, "top1_10crop": r.top1_error, "top5_10crop": r.top5_error, "images": r.count}
-    atomic_write(cache, lambda f: f.write(json.dumps(out).encode()))
+    io.atomic_write(cache, lambda f: f.write(json.dumps(out).encode()))
     return out
 
 

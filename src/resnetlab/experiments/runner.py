@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .. import io
 from ..data import DataBundle
 from ..data.known import data_name, known_data
 from ..data.stream import StreamData
 from ..errors import ResNetLabError
-from ..io import atomic_write
 from ..runfiles import WEIGHTS_NAME, list_checkpoints
 from ..runtime import machine
 from ..train import TrainConfig, fit, load_data, resolve_config
@@ -230,7 +230,7 @@ class Context:
         measured = self._noise_runs()
         if measured is not None and measured != self._noise_record():
             text = json.dumps(measured, indent=2) + "\n"
-            atomic_write(self.noise_path, lambda f: f.write(text.encode()))
+            io.atomic_write(self.noise_path, lambda f: f.write(text.encode()))
 
     @property
     def out(self) -> Path:
@@ -570,7 +570,7 @@ def write_results(ctx: Context, title: str, body_md: str, runs: Sequence[RunReco
                    f"{' without ' + held if held else ''} to train them (each run resumes where it stopped).", ""]
     figs = [f"![{p.stem}]({p.name})" for p in figures]
     text = "\n".join(header + figs + ([""] if figs else []) + [body_md.rstrip(), ""])
-    atomic_write(ctx.out / "results.md", lambda f: f.write(text.encode()))
+    io.atomic_write(ctx.out / "results.md", lambda f: f.write(text.encode()))
     payload = {
         "experiment": ctx.experiment,
         "budget": ctx.budget.name,
@@ -584,7 +584,7 @@ def write_results(ctx: Context, title: str, body_md: str, runs: Sequence[RunReco
         "missing": list(ctx.missing),
         **(extra or {}),
     }
-    atomic_write(ctx.out / "results.json", lambda f: f.write(json.dumps(payload, indent=2).encode()))
+    io.atomic_write(ctx.out / "results.json", lambda f: f.write(json.dumps(payload, indent=2).encode()))
     return ctx.out / "results.md"
 
 

@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 
+from .. import io
 from ..data import DataBundle, load_dataset, make_bundle
 from ..data.stream import StreamData
 from ..errors import ResNetLabError
-from ..io import atomic_write
 from ..runfiles import WEIGHTS_NAME
 from ..runtime import machine, tune_allocator
 from ..weights.files import save_weights
@@ -229,7 +229,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, placement: Placement,
     if main:  # only now: a resume refused above has changed nothing
         if found is not None:
             ckpt.set_aside_newer(run_dir, trainer.iteration)
-        atomic_write(run_dir / "config.json", lambda f: f.write(cfg.to_json().encode()))
+        io.atomic_write(run_dir / "config.json", lambda f: f.write(cfg.to_json().encode()))
         sinks.append(MetricsLog(run_dir / "metrics.jsonl"))
         if cfg.run.tensorboard:
             sinks.append(TensorBoardSink(run_dir / "tensorboard"))
@@ -381,7 +381,7 @@ def _finish(trainer: Trainer, run_dir: Path, main: bool, cost: dict[str, float],
             warnings.warn("safetensors is not installed: no model.safetensors written (pip install safetensors); "
                           "the final checkpoint holds the weights", stacklevel=2)
             summary["weights"] = None
-        atomic_write(run_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+        io.atomic_write(run_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
         plot_curves({trainer.cfg.model.name: rows}, run_dir / "curves.png",
                     test_key="test_error" if trainer.cfg.eval.test else "val_error")
     return RunResult(run_dir, trainer.iteration, summary["train_error"], summary["val_error"], summary["test_error"],

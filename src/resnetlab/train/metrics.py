@@ -11,13 +11,12 @@ iteration, so rows are never duplicated or missing: the resumed run writes the s
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from .. import io
 from ..figures import save_figure
-from ..io import atomic_write
 
 
 class MetricsSink(Protocol):
@@ -57,13 +56,10 @@ class MetricsLog:
         if not self.path.exists():
             return
         kept = [r for r in self.rows() if r["iter"] <= iteration]
-        atomic_write(self.path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept).encode()))
+        io.atomic_write(self.path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept).encode()))
 
     def append(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        io.append_line(self.path, json.dumps(row))
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -9,12 +9,12 @@ from typing import Any
 
 from torch import Tensor
 
+from .. import io
 from ..data import DataWarning, load_dataset
 from ..data.datasets import content_digest
 from ..data.known import known_data
 from ..errors import ResNetLabError
 from ..figures import save_figure
-from ..io import atomic_write
 from .device import resolve_precision, select_device
 from .evaluate import evaluate
 
@@ -127,7 +127,7 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, out_dir: str 
         out = Path("eval") / f"{path}-{protocol}"
     else:
         out = path.parent / "eval" / f"{path.stem}-{protocol}"  # one folder per result
-    atomic_write(out / "confusion.json", lambda f: f.write(json.dumps(report, indent=2).encode()))
+    io.atomic_write(out / "confusion.json", lambda f: f.write(json.dumps(report, indent=2).encode()))
     at = f" @ {report['iteration']} it" if report["iteration"] is not None else ""
     plot_confusion(result.confusion, classes, out / "confusion.png",
                    f"{loaded.name}{at} ({protocol}): top-1 error {result.top1_error:.2f}%")

@@ -20,19 +20,19 @@ All are read with ``weights_only=True``: a file that would run code is refused.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .. import io
 from ..data.views import ViewSpec
 from ..errors import ResNetLabError
-from ..io import atomic_write, checksum_path, read_checksum, sha256_hex, write_checksum
 
 __all__ = ["CHECKPOINT_FORMAT", "FORMAT", "CheckpointError", "WeightsFile", "WeightsFileError", "load_checkpoint",
            "load_weights", "read_state_dict", "read_torch_file", "save_weights", "view_of", "weights_bytes"]
@@ -97,9 +97,9 @@ def save_weights(path: Path, state_dict: Mapping[str, Tensor], mean: Tensor, std
                  meta: dict[str, Any], half_kernels: bool = True) -> str:
     """Write ``path`` and ``path.sha256`` atomically; returns the SHA-256 of the file."""
     data = weights_bytes(state_dict, mean, std, meta, half_kernels)
-    digest = sha256_hex(data)
-    atomic_write(Path(path), lambda f: f.write(data))
-    write_checksum(Path(path), digest)
+    digest = io.sha256_hex(data)
+    io.atomic_write(Path(path), lambda f: f.write(data))
+    io.write_checksum(Path(path), digest)
     return digest
 
 
@@ -114,8 +114,8 @@ def load_weights(path: str | Path, sha256: str | None = None, *, require_checksu
         data = path.read_bytes()
     except OSError as exc:
         raise WeightsFileError(f"cannot read weights file {path}: {exc.strerror or exc}") from None
-    digest = sha256_hex(data)
-    expected = sha256 or read_checksum(path)
+    digest = io.sha256_hex(data)
+    expected = sha256 or io.read_checksum(path)
     if expected is None and require_checksum:
         raise WeightsFileError(f"{path} has no SHA-256 to check it against (no {path.name}.sha256 beside it); "
                                "restore that file, or pass the expected sha256")
@@ -167,13 +167,13 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 
 
 def _verify_checkpoint(path: Path, data: bytes, required: bool) -> None:
-    expected = read_checksum(path)
-    if expected is None and not checksum_path(path).is_file():
+    expected = io.read_checksum(path)
+    if expected is None and not io.checksum_path(path).is_file():
         if required:
-            raise CheckpointError(f"checkpoint {path} has no checksum file {checksum_path(path).name}: it was not "
+            raise CheckpointError(f"checkpoint {path} has no checksum file {io.checksum_path(path).name}: it was not "
                                   "completely written (or not by resnetlab); it cannot be trusted")
         return
-    if sha256_hex(data) != expected:
+    if io.sha256_hex(data) != expected:
         raise CheckpointError(f"checkpoint {path} fails its SHA-256 check: the file is damaged (a changed or "
                               "truncated byte); use an earlier checkpoint")
 
@@ -189,7 +189,7 @@ def load_checkpoint(path: str | Path, require_checksum: bool = True) -> dict[str
         raise CheckpointError(f"checkpoint {path} is empty (zero bytes): it was never completely written")
     _verify_checkpoint(path, data, required=require_checksum)
     try:
-        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        obj = torch.load(BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, random bytes, or a pickle that wants to run code
         raise CheckpointError(
             f"cannot read checkpoint {path}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]} "
