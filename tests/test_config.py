@@ -126,3 +126,4 @@ def test_a_run_resolves_its_precision_once(tmp_path: Path, monkeypatch: pytest.M
     assert calls == ["cpu", "cpu"]  # the training precision and the evaluation precision, each once
     assert result.summary["precision"] == result.summary["eval_precision"] == "fp32"
     assert (result.summary["device"], result.summary["data_on_device"]) == ("cpu", False)  # what "auto" chose here
+    assert (result.summary["warmup"], result.summary["warmup_ended_at"]) == (False, None)  # auto: a shallow net

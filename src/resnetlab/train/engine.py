@@ -366,6 +366,8 @@ def _finish(trainer: Trainer, run_dir: Path, main: bool, cost: dict[str, float],
         "eval_precision": eval_precision,  # every recorded validation/test error was measured in this precision
         "device": trainer.device.type,  # "auto" resolved, as the precisions
         "data_on_device": trainer.resident,  # in-memory data kept on the device (data_on_device "auto" resolved)
+        "warmup": trainer.schedule.warmup,  # warmup "auto" resolved (Sec. 4.2: ResNet-110 and deeper warm up)
+        "warmup_ended_at": trainer.schedule.warmup_ended_at,  # the iteration lr went back up to its base, if it did
         "machine": machine(),  # where it trained (its speed and precision depend on it)
         "checkpoint": ckpt.checkpoint_name(trainer.iteration),
         "weights": WEIGHTS_NAME,
