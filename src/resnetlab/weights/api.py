@@ -34,11 +34,11 @@ from .files import (
     LEGACY_FORMAT,
     WeightsFile,
     checkpoint_meta,
+    checkpoint_state,
     legacy_weights,
-    load_checkpoint,
     load_weights,
-    read_state_dict,
-    read_torch_file,
+    read_torch_bytes,
+    state_dict_of,
     view_of,
 )
 from .preprocess import ImagePreprocess, Preprocessing
@@ -210,18 +210,18 @@ def read(spec: str | os.PathLike[str] | Weights | Source, model: str | None = No
     if _is_safetensors(path):
         wf = load_weights(path, sha256)
         return TrainedWeights(str(path), "weights", wf.state_dict, wf.meta, wf.mean, wf.std, wf.sha256)
-    obj = read_torch_file(path)
+    data, obj = read_torch_bytes(path)  # read once: the checksum and the load share the bytes
     fmt = obj.get("format") if isinstance(obj, dict) else None
     if fmt == CHECKPOINT_FORMAT:
         if not checksum_path(path).exists():
             warnings.warn(f"{path} has no .sha256 file beside it: its integrity cannot be checked", stacklevel=2)
-        state = load_checkpoint(path, require_checksum=False)
+        state = checkpoint_state(path, data, obj, require_checksum=False)
         return TrainedWeights(str(path), "checkpoint", state["model"], checkpoint_meta(state), state["mean"],
                               state["std"], run_config=dict(state["config"]))
     if fmt == LEGACY_FORMAT:
         wf = legacy_weights(obj)
         return TrainedWeights(str(path), "legacy", wf.state_dict, wf.meta, wf.mean, wf.std)
-    return TrainedWeights(str(path), "state_dict", read_state_dict(path), {})
+    return TrainedWeights(str(path), "state_dict", state_dict_of(obj, path), {})
 
 
 def _is_safetensors(path: Path) -> bool:

@@ -34,8 +34,9 @@ from .. import io
 from ..data.views import ViewSpec
 from ..errors import ResNetLabError
 
-__all__ = ["CHECKPOINT_FORMAT", "FORMAT", "CheckpointError", "WeightsFile", "WeightsFileError", "load_checkpoint",
-           "load_weights", "read_state_dict", "read_torch_file", "save_weights", "view_of", "weights_bytes"]
+__all__ = ["CHECKPOINT_FORMAT", "FORMAT", "CheckpointError", "WeightsFile", "WeightsFileError", "checkpoint_state",
+           "load_checkpoint", "load_weights", "read_state_dict", "read_torch_bytes", "read_torch_file", "save_weights",
+           "state_dict_of", "view_of", "weights_bytes"]
 
 FORMAT = "resnetlab.safetensors"
 VERSION = 1
@@ -138,24 +139,41 @@ def load_weights(path: str | Path, sha256: str | None = None, *, require_checksu
 
 
 # --- PyTorch files: checkpoints, the older weights files, bare state dicts ------------------------------------------
+def _unpickle(data: bytes, path: Path, error: type[Exception], what: str) -> Any:
+    """The one ``torch.load`` of the library's PyTorch files: weights-only, so a file that would run code is
+    refused, never executed; any failure is one line naming the file."""
+    try:
+        return torch.load(BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, random bytes, or a pickle that would run code
+        first = (str(exc).splitlines() or [""])[0][:200]  # an empty file raises with an empty message
+        raise error(f"cannot read {what}{path}: {type(exc).__name__}: {first} (corrupt, truncated, or not a "
+                    "weights-only PyTorch file; files that would run code are refused)") from None
+
+
 def read_torch_file(path: str | Path) -> Any:
     """The object in a ``torch.save`` file, loaded weights-only (a file that would run code is refused)."""
+    return read_torch_bytes(path)[1]
+
+
+def read_torch_bytes(path: str | Path) -> tuple[bytes, Any]:
+    """A ``torch.save`` file's bytes and the object they hold (weights-only): one read serves a checksum and the
+    load."""
     path = Path(path)
     if not path.is_file():
         raise ResNetLabError(f"{path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, random bytes, or a pickle that would run code
-        first = (str(exc).splitlines() or [""])[0][:200]  # an empty file raises with an empty message
-        raise ResNetLabError(f"cannot read {path}: {type(exc).__name__}: {first} (corrupt, "
-                             "truncated, or not a weights-only PyTorch file; files that would run code are refused)"
-                             ) from None
+    data = path.read_bytes()
+    return data, _unpickle(data, path, ResNetLabError, "")
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """A state dict from a ``.pt``/``.pth`` file: a bare state dict, or a checkpoint holding one under ``model``,
     ``state_dict`` or ``model_state``. Loaded with ``weights_only=True``: a file that would run code is refused."""
-    obj = read_torch_file(path)
+    return state_dict_of(read_torch_file(path), path)
+
+
+def state_dict_of(obj: Any, path: str | Path) -> dict[str, Tensor]:
+    """The state dict in ``obj``, unpickled from ``path``: ``obj`` itself, or the one it holds under ``model``,
+    ``state_dict`` or ``model_state``."""
     if isinstance(obj, dict):
         for key in ("model", "state_dict", "model_state"):
             if isinstance(obj.get(key), dict):
@@ -188,13 +206,13 @@ def load_checkpoint(path: str | Path, require_checksum: bool = True) -> dict[str
     if not data:
         raise CheckpointError(f"checkpoint {path} is empty (zero bytes): it was never completely written")
     _verify_checkpoint(path, data, required=require_checksum)
-    try:
-        obj = torch.load(BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, random bytes, or a pickle that wants to run code
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]} "
-            "(corrupt, truncated, or not a weights-only PyTorch file; files that would run code are refused)"
-        ) from None
+    return checkpoint_state(path, data, _unpickle(data, path, CheckpointError, "checkpoint "), require_checksum)
+
+
+def checkpoint_state(path: Path, data: bytes, obj: Any, require_checksum: bool = True) -> dict[str, Any]:
+    """``obj``, unpickled from ``data`` (the bytes of ``path``), checked as a training checkpoint: its checksum
+    against the ``.sha256`` beside it, its format and version."""
+    _verify_checkpoint(path, data, required=require_checksum)
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a resnetlab training checkpoint (a bare state dict? `resnetlab "
                               "export --checkpoint` and `load_state_dict` take those)")

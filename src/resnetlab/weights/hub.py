@@ -65,12 +65,6 @@ def load_entry(entry: WeightsEntry, url: str | None = None, progress: bool = Tru
         raise
 
 
-def _fail(url: str, why: str, target: Path) -> WeightsFileError:
-    return WeightsFileError(
-        f"cannot download {url}: {why}. Nothing was written. Set ${BASE_URL_ENV} (or base_url=) to a mirror that "
-        f"holds {target.name}, or place the file at {target}")
-
-
 def download(url: str, target: Path, sha256: str, size: int | None = None, *, progress: bool = True,
              timeout: float = 30.0) -> Path:
     """Fetch ``url`` to ``target``, checked (length and SHA-256) before it is kept (``io.download``). Any failure (no
