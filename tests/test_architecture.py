@@ -1,5 +1,5 @@
-"""The house rules, checked: no import cycles between resnetlab's modules (imports inside functions count), and no
-module much over 400 lines."""
+"""The house rules, checked: no import cycles between resnetlab's modules (imports inside functions count), no
+module much over 800 lines, and training that knows its data only by the data-source interface."""
 
 from __future__ import annotations
 
@@ -92,3 +92,18 @@ def test_no_import_cycles() -> None:
 def test_no_module_does_everything() -> None:
     sizes = {name: len(path.read_text().splitlines()) for name, path in modules().items()}
     assert {n: s for n, s in sizes.items() if s > MAX_LINES} == {}
+
+
+def test_training_knows_its_data_only_by_the_data_source_interface() -> None:
+    """The trainer, the engine, resume and the experiments' runner take a ``DataSource``: they name no kind of data
+    (``DataBundle``, ``StreamData``) and never ask which one they have; both kinds implement the whole interface."""
+    from resnetlab.data import DataBundle, DataSource
+    from resnetlab.data.stream import StreamData
+
+    assert issubclass(DataBundle, DataSource) and issubclass(StreamData, DataSource)
+    assert DataBundle.__abstractmethods__ == StreamData.__abstractmethods__ == frozenset()  # nothing left out
+    for name in ("train/trainer.py", "train/engine.py", "train/resume.py", "experiments/runner.py"):
+        tree = ast.parse((PACKAGE / name).read_text())
+        named = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        named |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+        assert not named & {"DataBundle", "StreamData", "BatchLoader", "StreamLoader"}, name

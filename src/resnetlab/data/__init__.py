@@ -42,6 +42,7 @@ from .datasets import (
 from .errors import DataError, DataWarning
 from .folder import load_image_folder
 from .loader import BatchLoader, derive_seed
+from .source import DataSource, TrainBatches
 
 __all__ = [
     "CIFAR10",
@@ -57,8 +58,10 @@ __all__ = [
     "CropFlip",
     "DataBundle",
     "DataError",
+    "DataSource",
     "DataWarning",
     "SplitArrays",
+    "TrainBatches",
     "apply_crop_flip",
     "default_cache_dir",
     "derive_seed",

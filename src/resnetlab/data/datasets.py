@@ -23,6 +23,7 @@ from .errors import DATA_HINT, DataError
 from .folder import load_image_folder
 from .loader import BatchLoader, tensor_batches
 from .resident import ResidentBatchLoader
+from .source import DataSource
 
 __all__ = [
     "DataBundle",
@@ -185,7 +186,7 @@ def per_channel_stats(x: torch.Tensor, chunk: int = 2048) -> tuple[torch.Tensor,
 
 
 @dataclass
-class DataBundle:
+class DataBundle(DataSource):
     """Everything training needs: the split data and the normalisation statistics.
 
     Images are uint8 ``[N, 3, H, W]``, labels int64. ``mean`` (and ``std``) are float32 in raw pixel units
@@ -210,16 +211,9 @@ class DataBundle:
     def __post_init__(self) -> None:
         self.check()
 
-    # The data-source interface (shared with a streamed folder, ``stream.StreamData``): what the trainer asks of its
-    # data, so that it never asks which kind it has.
-    can_reside: ClassVar[bool] = True  # the whole set fits on the training device (data_on_device)
-    # a run scores its final model on every training image once (summary.json's final_train_error): cheap here
-    scores_training_set: ClassVar[bool] = True
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return len(self.classes)
+    # The data-source interface (``source.DataSource``, shared with a streamed folder).
+    can_reside: ClassVar[bool] = True
+    scores_training_set: ClassVar[bool] = True  # summary.json's final_train_error: cheap for in-memory data
 
     @property
     def input_size(self) -> int:

@@ -39,6 +39,7 @@ from .datasets import split_train_val
 from .errors import DataError, DataWarning
 from .folder import visible_dirs, walk_files
 from .loader import derive_seed, rank_slice
+from .source import DataSource
 from .views import ViewSpec, make_views, resize_shorter
 
 __all__ = [
@@ -449,7 +450,7 @@ def image_statistics(root: str | Path, files: FileList, crop: int, n: int = 10_0
 
 # --- the whole data set -------------------------------------------------------------------------------------------
 @dataclass
-class StreamData:
+class StreamData(DataSource):
     """A streamed image folder: what the trainer needs instead of in-memory tensors.
 
     Splits: ``train``; ``val`` (a stratified hold-out of train if ``val_size`` > 0, else the folder's val/ or
@@ -465,14 +466,10 @@ class StreamData:
     workers: int = 8
     skip_bad: bool = False
 
-    # The data-source interface (shared with in-memory data, ``datasets.DataBundle``).
+    # The data-source interface (``source.DataSource``, shared with in-memory data).
     can_reside: ClassVar[bool] = False  # decoded by workers on the host, batch by batch
     # a final pass over every training image (ImageNet: 1.28M) would cost a run about an epoch of forward passes
     scores_training_set: ClassVar[bool] = False
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
     @property
     def input_size(self) -> int:

@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .. import io
-from ..data import DataBundle
 from ..data.known import data_name, known_data
-from ..data.stream import StreamData
+from ..data.source import DataSource
 from ..errors import ResNetLabError
 from ..runfiles import WEIGHTS_NAME, list_checkpoints
 from ..runtime import machine
@@ -112,7 +111,7 @@ class Context:
     train_missing: bool = True  # False (--no-train): render from the finished runs only, and list the missing ones
     only: tuple[str, ...] = ()  # --only: train just these nets (labels); the others are used only if finished
     missing: list[str] = field(default_factory=list)
-    _bundle: DataBundle | StreamData | None = None
+    _bundle: DataSource | None = None
 
     def config(self, spec: RunSpec) -> TrainConfig:
         values = {**self.budget.overrides, "data": self.data, "model": spec.model, "seed": spec.seed}
@@ -240,7 +239,7 @@ class Context:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         return self.out_dir
 
-    def bundle(self, cfg: TrainConfig) -> DataBundle | StreamData:
+    def bundle(self, cfg: TrainConfig) -> DataSource:
         if self._bundle is None:
             self._bundle = load_data(cfg, progress=self.progress)
         return self._bundle
@@ -331,7 +330,7 @@ def estimated_seconds(cfg: TrainConfig) -> float:
     return 1.06 * cfg.schedule.max_iters * cfg.optim.batch_size * macs / rate
 
 
-def data_identity(data: DataBundle | StreamData) -> str:
+def data_identity(data: DataSource) -> str:
     """What stands for the data in a run's key: the digest of its content (in-memory data) or of its file list
     (streamed folders), never its path."""
     if data.digest is None:

@@ -31,8 +31,8 @@ from typing import Any
 import torch
 
 from .. import io
-from ..data import DataBundle, load_dataset, make_bundle
-from ..data.stream import StreamData
+from ..data import load_dataset, make_bundle
+from ..data.source import DataSource
 from ..errors import ResNetLabError
 from ..runfiles import WEIGHTS_NAME
 from ..runtime import machine, tune_allocator
@@ -63,7 +63,7 @@ class RunResult:
 
 
 
-def load_data(cfg: TrainConfig, info: DistInfo | None = None, progress: bool = True) -> DataBundle | StreamData:
+def load_data(cfg: TrainConfig, info: DistInfo | None = None, progress: bool = True) -> DataSource:
     """Decode (or read from the cache) the data and split it; rank 0 first, so only one process builds the cache.
 
     With ``loader="stream"`` nothing is decoded: the folder is scanned and the mean image computed (and cached).
@@ -136,7 +136,7 @@ class _Progress:
 
 
 def fit(cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool | str = False,
-        data: DataBundle | StreamData | None = None,
+        data: DataSource | None = None,
         progress: bool = True, log: Callable[[str], None] | None = None) -> RunResult:
     """Train ``cfg`` into ``run_dir``; with ``resume=True`` continue the run there (config read from it if ``cfg``
     is None); ``resume="auto"`` resumes a matching run or starts a new one (used by the experiments)."""
@@ -184,7 +184,7 @@ def fit(cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool | str = Fa
 
 
 def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, placement: Placement,
-         data: DataBundle | StreamData | None, progress: bool, log: Callable[[str], None] | None) -> RunResult:
+         data: DataSource | None, progress: bool, log: Callable[[str], None] | None) -> RunResult:
     main = info.is_main
     data = data if data is not None else load_data(cfg, info, progress)
     trainer = Trainer(cfg, data, info, placement)  # bad data or options fail here, before the run directory is touched
@@ -255,7 +255,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, info: DistInfo, placement: Placement,
         if main:
             state = {**trainer.state_dict(), "log_window": dict(window), "cost": dict(cost),
                      "data_digest": digest,  # of the split the run trains on: a resume on other data is refused
-                     "data_content": getattr(data, "digest", None)}  # of the data set, as in the final weights
+                     "data_content": data.digest}  # of the data set, as in the final weights
             ckpt.save_checkpoint(state, run_dir / ckpt.checkpoint_name(trainer.iteration))
             ckpt.prune_checkpoints(run_dir, cfg.run.keep_checkpoints)
             for sink in sinks:

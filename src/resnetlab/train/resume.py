@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..data import DataBundle
-from ..data.stream import StreamData
+from ..data.source import DataSource
 from ..errors import ResNetLabError
 from . import checkpoint as ckpt
 from .config import ConfigError, TrainConfig
@@ -51,7 +50,7 @@ def read_run_config(run_dir: Path) -> TrainConfig:
 
 
 
-def data_digest(data: DataBundle | StreamData) -> str | None:
+def data_digest(data: DataSource) -> str | None:
     """SHA-256 of the data and its split, stored in every checkpoint: the images, labels and split of in-memory
     data; the class names and every split's file list and labels of a streamed folder (its images are not read)."""
     return data.split_digest

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data import BatchLoader, DataBundle, derive_seed, normalize
-from ..data.stream import StreamData, StreamLoader
+from ..data import derive_seed, normalize
+from ..data.source import DataSource, TrainBatches
 from ..errors import ResNetLabError
 from ..inference import inference_copy
 from ..models import create_model
@@ -30,7 +30,7 @@ class NonFiniteLossError(ResNetLabError):
     """The loss became NaN or infinite; training stopped without writing a checkpoint."""
 
 
-def check_num_classes(cfg: TrainConfig, data: DataBundle) -> None:
+def check_num_classes(cfg: TrainConfig, data: DataSource) -> None:
     wanted = cfg.model.options.get("num_classes", data.num_classes)
     if wanted != data.num_classes:
         raise ConfigError(
@@ -66,7 +66,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
 class Trainer:
     """Holds a run's model, optimizer, schedule and data; ``train_one_epoch`` advances it, ``state_dict`` saves it."""
 
-    def __init__(self, cfg: TrainConfig, data: DataBundle | StreamData, info: DistInfo | None = None,
+    def __init__(self, cfg: TrainConfig, data: DataSource, info: DistInfo | None = None,
                  placement: Placement | None = None) -> None:
         self.cfg, self.data, self.info = cfg, data, info or DistInfo()
         # Where and in what precision it computes, "auto" made concrete (by fit, once; resuming elsewhere may differ).
@@ -105,7 +105,7 @@ class Trainer:
                               "(loader=stream) is decoded by workers on the host: use data_on_device=auto or off")
         # the uint8 data set on the device (a GPU by default): no host-to-device copy per step
         self.resident = data.can_reside and self.placement.data_on_device
-        self.loader: BatchLoader | StreamLoader = data.train_loader(
+        self.loader: TrainBatches = data.train_loader(
             cfg.optim.batch_size, cfg.run.seed, rank=self.info.rank, world_size=self.info.world_size,
             device=self.device if self.resident else None, pad=cfg.data.pad, flip=cfg.data.flip,
             pin_memory=self.device.type == "cuda")
@@ -230,7 +230,7 @@ class Trainer:
         return {"model": cfg.model.name, "model_kwargs": {**cfg.model.options, "num_classes": data.num_classes},
                 "classes": list(data.classes), "input_size": data.input_size, "pad": cfg.data.pad,
                 "normalize": cfg.data.normalize, "loader": cfg.data.loader, "iterations": self.iteration,
-                "recipe": cfg.run.recipe, "seed": cfg.run.seed, "data": getattr(data, "digest", None),
+                "recipe": cfg.run.recipe, "seed": cfg.run.seed, "data": data.digest,
                 "precision": self.precision}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
