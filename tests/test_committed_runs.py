@@ -41,7 +41,7 @@ def _overrides(run: Path) -> list[str]:
     """What finds a committed run besides its budget: the one JPEG paper-length run held out 5k images, which its
     budget no longer does (``--set val_size=5000``)."""
     config = json.loads((run / "config.json").read_text())
-    budget_val = BUDGETS[run.parent.name].overrides.get("val_size", TrainConfig().data.val_size)
+    budget_val = BUDGETS[run.parent.name].overrides.get("data.val_size", TrainConfig().data.val_size)
     return [] if config["val_size"] == budget_val else [f"val_size={config['val_size']}"]
 
 

@@ -73,7 +73,7 @@ def test_every_recorded_error_names_its_precision_and_a_resume_cannot_change_it(
 
 def test_budgets_evaluate_in_fp32() -> None:
     for name in ("smoke", "quick", "medium"):
-        assert get_budget(name).overrides.get("eval_precision", "fp32") == "fp32", name
+        assert get_budget(name).overrides.get("eval.precision", "fp32") == "fp32", name
 
 
 # --- BN statistics --------------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def _budget_val_size(budget: str) -> int:
     from .experiments.runner import BUDGETS
     from .train import TrainConfig
 
-    return int(BUDGETS[budget].overrides.get("val_size", TrainConfig().data.val_size))
+    return int(BUDGETS[budget].overrides.get("data.val_size", TrainConfig().data.val_size))
 
 
 def data_title(digest: str | None, val_size: int) -> str:

@@ -28,9 +28,9 @@ IMAGENET_ITERS = 600_000  # Sec. 3.4: "up to 60 x 10^4 iterations"
 # The shared budgets' names, ImageNet's scale: smoke keeps one checkpoint per run (ResNet-152's weights and momentum
 # are ~0.5 GB), quick evaluates every 1,000 iterations (a center-crop pass over the 50k validation images).
 IMAGENET_BUDGETS = {
-    "smoke": Budget("smoke", 6 / IMAGENET_ITERS, {"eval_interval": 3, "log_interval": 3, "batch_size": 32,
-                                                   "keep_checkpoints": 1}),
-    "quick": Budget("quick", 6_000 / IMAGENET_ITERS, {"eval_interval": 1_000, "log_interval": 50}),
+    "smoke": Budget("smoke", 6 / IMAGENET_ITERS, {"eval.interval": 3, "run.log_interval": 3, "optim.batch_size": 32,
+                                                   "run.keep_checkpoints": 1}),
+    "quick": Budget("quick", 6_000 / IMAGENET_ITERS, {"eval.interval": 1_000, "run.log_interval": 50}),
     "paper": Budget("paper", 1.0, {}),
 }
 OPTION_A = (("shortcut", "A"),)  # Table 2's ResNet-18/34 (zero-padding shortcuts: no extra parameters)
