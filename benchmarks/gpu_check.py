@@ -249,10 +249,10 @@ def check_speed(bundle: DataBundle, device: torch.device, size: Size, clock: Clo
 # --- 3. the paper's schedule -----------------------------------------------------------------------------------------
 def check_schedule(data: str, device: torch.device, size: Size, best: dict[str, tuple[float, dict]], clock: Clock,
                    report: Report, reserve: float, model: str, progress: bool, cache_dir: str | None) -> None:
-    pairs = [f"model={model}", f"data={data}", f"device={device}", "data_on_device=on"]
+    values = {"model.name": model, "data.source": data, "hardware.device": str(device), "hardware.data_on_device": "on"}
     if cache_dir:
-        pairs.append(f"cache_dir={cache_dir}")
-    cfg = resolve_config("cifar10_paper", pairs, size.schedule_scale)
+        values["data.cache_dir"] = cache_dir
+    cfg = resolve_config("cifar10_paper", scale=size.schedule_scale, values=values)
     check = f"paper schedule, {model}, {cfg.schedule.max_iters:,} iterations"
     if model not in best:
         report.add(check, "not run: no speed measured for it", ok=None)
