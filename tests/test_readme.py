@@ -142,6 +142,14 @@ def test_the_official_paper_block_names_each_runs_precision_and_its_final_traini
     assert ("**finished**, 64,000 iterations, trained in fp32: test error **8.50%** (the paper's: 8.75%), training "
             "error 0.21% (the final model on every training image; 0.61% over its last augmented batches); 4.6 h") \
         in tool.official_paper_block()
+    # a plain net: the paper has no number for it, only Fig. 1's curves
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "model": "plain20"}))
+    assert "test error **8.50%** (the paper shows its curves only, Fig. 1), training error 0.21%" in \
+        tool.official_paper_block()
+    (run / "summary.json").unlink()
+    assert "test error 21.00%. The paper shows its curves only (Fig. 1). The same command resumes it." in \
+        tool.official_paper_block()
 
 
 def test_the_paper_block_reports_a_finished_run_and_rejects_one_without_checkpoint_or_summary(

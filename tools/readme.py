@@ -217,7 +217,7 @@ def _paper_runs(runs_dir: Path, command: str, data: str, figure: Path, results: 
     for run in runs:
         config = json.loads((run / "config.json").read_text())
         paper = paper_numbers(config["model"])
-        reported = f"{paper.cifar10_error:.2f}" if paper and paper.cifar10_error else "-"
+        reported = f"{paper.cifar10_error:.2f}" if paper and paper.cifar10_error else None  # plain nets: curves only
         where = run.relative_to(ROOT).as_posix()
         name = f"{_net(config['model'])} seed {config['seed']}"
         steps = " and ".join(f"{m:,}" for m in config["milestones"])
@@ -231,7 +231,7 @@ def _paper_runs(runs_dir: Path, command: str, data: str, figure: Path, results: 
                      else f"training error {s['train_error']:.2f}%")
             trained_in = f", trained in {s['precision']}" if s.get("precision") else ""
             lines.append(f"- {name} (`{where}`): **finished**, {s['iterations']:,} iterations{trained_in}: test "
-                         f"error **{s['test_error']:.2f}%** (the paper's: {reported}%), {train}; {hours:.1f} h as "
+                         f"error **{s['test_error']:.2f}%** ({_papers(reported)}), {train}; {hours:.1f} h as "
                          "the run recorded it."
                          + _after_first_step(read_metrics(run / "metrics.jsonl"), config["milestones"])
                          + _medium_comparison(results, config["model"], s["test_error"])
@@ -248,12 +248,19 @@ def _paper_runs(runs_dir: Path, command: str, data: str, figure: Path, results: 
         last = (f"; its last evaluation, at iteration {evals[-1]['iter']:,} (lr {lrs[-1]:g}): test error "
                 f"{evals[-1]['test_error']:.2f}%{val}") if evals and lrs else ""
         lines.append(f"- {name} (`{where}`): **unfinished**, trained in {_trained_in(run, at)}, committed at "
-                     f"iteration {at:,} of {config['max_iters']:,} (its newest checkpoint){last}. The paper's final "
-                     f"test error: {reported}%. The same command resumes it.")
+                     f"iteration {at:,} of {config['max_iters']:,} (its newest checkpoint){last}. "
+                     f"{_papers(reported, final=True)}. The same command resumes it.")
     if figure in _tracked(figure.parent):
         md = (figure.parent / "results.md").relative_to(ROOT).as_posix()
         lines += ["", f"![The paper-length runs' curves]({figure.relative_to(ROOT).as_posix()}) ([results.md]({md}))"]
     return "\n".join([f"`{command}` ({data}):", "", *lines])
+
+
+def _papers(reported: str | None, final: bool = False) -> str:
+    """What the paper reports for a net: Table 6's test error, or only Fig. 1's curves (the plain nets)."""
+    if reported is None:
+        return "The paper shows its curves only (Fig. 1)" if final else "the paper shows its curves only, Fig. 1"
+    return f"The paper's final test error: {reported}%" if final else f"the paper's: {reported}%"
 
 
 def headline_block() -> str:
