@@ -21,9 +21,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +100,29 @@ def _last_checkpoint_text(last: list[tuple[int, Path]]) -> str:
     return f"the last checkpoint {last[-1][1]} is intact" if last else "no checkpoint was written yet"
 
 
+class _StoppedByLauncher(Exception):
+    """SIGTERM from the launcher (torchrun stops the survivors when one process of the job dies, or when the job is
+    cancelled): raised in the main thread, so the run ends with one message rather than silently."""
+
+
+@contextlib.contextmanager
+def _launcher_stop(info: DistInfo) -> Iterator[None]:
+    """Under torchrun, turn the launcher's SIGTERM into :class:`_StoppedByLauncher` for the duration of the run
+    (writes in progress are atomic: a stopped write leaves the previous files intact)."""
+    if not info.enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise _StoppedByLauncher
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def _peer_failure(exc: BaseException) -> bool:
     """A collective failed because another process of the job died (gloo / NCCL / the store)."""
     import torch.distributed as dist
@@ -160,7 +185,7 @@ def fit(cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool | str = Fa
     set_threads(cfg, info)
     try:
         lock = ckpt.RunLock(run_dir) if info.is_main else contextlib.nullcontext()
-        with lock:
+        with _launcher_stop(info), lock:
             if not resume and info.is_main and has_run(run_dir):  # made by another process since the check above
                 raise ResNetLabError(f"{run_dir} already holds a run; continue it with `resnetlab train --resume "
                                      f"{run_dir}` or choose another --out (nothing was overwritten)")
@@ -171,6 +196,12 @@ def fit(cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool | str = Fa
         raise ResNetLabError(f"the disk is full: cannot write {exc.filename or run_dir} ({exc.strerror}). Files "
                              f"written before are intact; free space and continue with `resnetlab train --resume "
                              f"{run_dir}`") from None
+    except _StoppedByLauncher:
+        raise ResNetLabError(
+            f"rank {info.rank} was stopped by its launcher (SIGTERM): another process of the distributed job ended "
+            f"(it crashed or was killed; see its log) or the job was cancelled. Continue with `resnetlab train "
+            f"--resume {run_dir}` (any number of processes): "
+            f"{_last_checkpoint_text(ckpt.list_checkpoints(run_dir))}") from None
     except RuntimeError as exc:
         if not (info.enabled and _peer_failure(exc)):
             raise
