@@ -205,14 +205,18 @@ def load_checkpoint(path: str | Path, require_checksum: bool = True) -> dict[str
     data = path.read_bytes()
     if not data:
         raise CheckpointError(f"checkpoint {path} is empty (zero bytes): it was never completely written")
-    _verify_checkpoint(path, data, required=require_checksum)
-    return checkpoint_state(path, data, _unpickle(data, path, CheckpointError, "checkpoint "), require_checksum)
+    _verify_checkpoint(path, data, required=require_checksum)  # before unpickling: a damaged file is never loaded
+    return _checkpoint_format(path, _unpickle(data, path, CheckpointError, "checkpoint "))
 
 
 def checkpoint_state(path: Path, data: bytes, obj: Any, require_checksum: bool = True) -> dict[str, Any]:
     """``obj``, unpickled from ``data`` (the bytes of ``path``), checked as a training checkpoint: its checksum
     against the ``.sha256`` beside it, its format and version."""
     _verify_checkpoint(path, data, required=require_checksum)
+    return _checkpoint_format(path, obj)
+
+
+def _checkpoint_format(path: Path, obj: Any) -> dict[str, Any]:
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a resnetlab training checkpoint (a bare state dict? `resnetlab "
                               "export --checkpoint` and `load_state_dict` take those)")
